@@ -1,0 +1,177 @@
+"""Typed run configuration: plain dataclasses built from YAML plus ``key=value`` overrides.
+
+Each part is passed explicitly to the module that needs it; nothing reads a global config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # folder the relative paths below are joined to (relative: from the working directory)
+    train_ann: str = "annotations/person_keypoints_train2017.json"
+    train_images: str = "train2017"
+    val_ann: str = "annotations/person_keypoints_val2017.json"
+    val_images: str = "val2017"
+    schema: str = "coco17"
+    input_size: tuple[int, int] = (256, 256)  # (w, h)
+    heatmap_size: tuple[int, int] = (64, 64)  # (w, h)
+    sigma: float = 1.0  # target Gaussian std in heatmap pixels
+    padding: float = 1.25  # box enlargement before cropping
+    on_error: Literal["raise", "skip"] = "raise"  # bad images/annotations: stop with a message, or count and skip
+    max_train_persons: int = 0  # >0: use only the first N training persons (tests, overfitting)
+    max_val_persons: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    scale: tuple[float, float] = (0.75, 1.25)
+    rotation: float = 30.0  # degrees, uniform in +-rotation
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.0
+    color_jitter: float = 0.2  # max relative change of brightness, contrast and saturation
+
+
+@dataclass
+class ModelConfig:
+    num_stacks: int = 8
+    num_features: int = 256
+    depth: int = 4
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    epochs: int = 140
+    batch_size: int = 16  # per process
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    lr: float = 2.5e-4
+    weight_decay: float = 0.0
+    lr_steps: tuple[int, ...] = (90, 120)  # epochs where the learning rate drops
+    lr_gamma: float = 0.1
+    workers: int = 4
+    seed: int = 0
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, bf16 on AMX CPUs, else none
+    channels_last: bool = True
+    sync_bn: bool = False  # batch statistics over all processes (exact equivalence with one big batch)
+    log: Literal["csv", "tensorboard"] = "csv"
+    eval_every: int = 1  # epochs between validations (0: never)
+    progress: bool = True
+
+
+@dataclass
+class TestConfig:
+    batch_size: int = 32
+    flip_test: bool = True
+    decode: Literal["quarter", "parabola"] = "quarter"
+    kpt_score_thr: float = 0.2  # joints above this count towards the instance score
+    amp: Literal["auto", "none", "bf16", "fp16"] = "none"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    def data_path(self, name: str) -> Path:
+        """A data path from ``data``, joined to ``data.root`` unless absolute."""
+        return Path(self.data.root) / getattr(self.data, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{where}: expected {len(item_types)} values, got {value!r}")
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, tp, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(text)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Config from a YAML file (sections data/augment/model/train/test) and overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    raw = apply_overrides(raw, overrides or [])
+    return _build(Config, raw, str(path or "config"))

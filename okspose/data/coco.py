@@ -1,0 +1,304 @@
+"""COCO-format person keypoint data: validated person records and the top-down training dataset.
+
+Bad input (a missing or undecodable image, a malformed record, a zero-area box, keypoints outside
+the image) either stops with a :class:`DataError` that names the file and the record, or, with
+``on_error="skip"``, is counted in a :class:`SkipReport`. Annotation problems are found when the
+records are built, so a long epoch never dies half-way on them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from okspose.config import AugmentConfig
+from okspose.data.codec import HeatmapCodec
+from okspose.data.transforms import apply_affine, box_to_center_scale, crop_affine
+from okspose.keypoints import KeypointSchema
+
+OnError = Literal["raise", "skip"]
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file and the record."""
+
+
+@dataclass
+class SkipReport:
+    """What was skipped and why, for ``on_error="skip"``."""
+
+    reasons: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, reason: str, detail: str) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(detail)
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "skipped nothing"
+        parts = ", ".join(f"{n} {reason}" for reason, n in self.reasons.most_common())
+        return f"skipped {self.total} ({parts}); e.g. " + "; ".join(self.examples)
+
+
+@dataclass
+class PersonRecords:
+    """One row per person crop; arrays keep memory flat for the 150k persons of COCO train."""
+
+    image_paths: list[str]
+    image_ids: np.ndarray  # [N] int64
+    ann_ids: np.ndarray  # [N] int64 (-1 for detections)
+    boxes: np.ndarray  # [N, 4] xywh, clipped to the image
+    keypoints: np.ndarray  # [N, K, 3] x, y, v (zeros when unknown)
+    scores: np.ndarray  # [N] box score (1 for ground truth)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> PersonRecords:
+        index = np.asarray(index, dtype=np.int64)
+        return PersonRecords(
+            [self.image_paths[i] for i in index], self.image_ids[index], self.ann_ids[index],
+            self.boxes[index], self.keypoints[index], self.scores[index],
+        )
+
+
+def read_annotation_file(path: str | Path) -> dict:
+    """The raw COCO dict, with a :class:`DataError` naming the file when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
+        data.get("annotations"), list
+    ):
+        raise DataError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    return data
+
+
+def _check_annotation(ann: dict, image: dict, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (box xywh clipped to the image, keypoints [K, 3]); raises ValueError with the reason."""
+    box = ann.get("bbox")
+    kps = ann.get("keypoints")
+    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
+        raise ValueError("malformed bbox")
+    if not isinstance(kps, list) or len(kps) != 3 * num_joints or not all(
+        isinstance(v, int | float) and math.isfinite(v) for v in kps
+    ):
+        raise ValueError(f"malformed keypoints (need {3 * num_joints} numbers)")
+    w, h = image["width"], image["height"]
+    x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
+    x1, y1 = min(box[0] + box[2], w), min(box[1] + box[3], h)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"zero-area box {box}")
+    kp = np.asarray(kps, dtype=np.float64).reshape(num_joints, 3)
+    labeled = kp[:, 2] > 0
+    outside = labeled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))
+    if outside.any():
+        raise ValueError(f"keypoint(s) {np.flatnonzero(outside).tolist()} outside the {w}x{h} image")
+    return np.array([x0, y0, x1 - x0, y1 - y0]), kp
+
+
+def load_person_records(
+    ann_file: str | Path,
+    image_dir: str | Path,
+    schema: KeypointSchema,
+    on_error: OnError = "raise",
+    report: SkipReport | None = None,
+) -> PersonRecords:
+    """Non-crowd person annotations with at least one labeled keypoint, validated.
+
+    Images are checked to exist here; whether they decode is checked when they are read.
+    """
+    report = report if report is not None else SkipReport()
+    data = read_annotation_file(ann_file)
+    image_dir = Path(image_dir)
+    images = {}
+    for img in data["images"]:
+        if not isinstance(img, dict) or not {"id", "file_name", "width", "height"} <= img.keys():
+            raise DataError(f"{ann_file}: malformed image record {str(img)[:120]}")
+        images[img["id"]] = img
+    exists: dict[int, bool] = {}
+    rows: list[tuple[str, int, int, np.ndarray, np.ndarray]] = []
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or ann.get("iscrowd", 0) or ann.get("category_id", 1) != 1:
+            continue
+        where = f"{ann_file}: annotation {ann.get('id', f'#{i}')} (image {ann.get('image_id')})"
+        image = images.get(ann.get("image_id"))
+        try:
+            if image is None:
+                raise ValueError("image_id not among the images")
+            box, kp = _check_annotation(ann, image, schema.num_joints)
+        except ValueError as err:
+            if on_error == "raise":
+                raise DataError(f"{where}: {err}") from None
+            report.add(str(err).split(" (")[0].split(" [")[0], where)
+            continue
+        if not (kp[:, 2] > 0).any():
+            continue
+        path = image_dir / image["file_name"]
+        if image["id"] not in exists:
+            exists[image["id"]] = path.is_file()
+        if not exists[image["id"]]:
+            if on_error == "raise":
+                raise DataError(f"{where}: image file not found: {path}")
+            report.add("missing image", str(path))
+            continue
+        rows.append((str(path), image["id"], ann.get("id", -1), box, kp))
+    if not rows:
+        return PersonRecords([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)),
+                             np.zeros((0, schema.num_joints, 3)), np.zeros(0))
+    paths, image_ids, ann_ids, boxes, kps = zip(*rows)
+    return PersonRecords(
+        list(paths), np.array(image_ids, np.int64), np.array(ann_ids, np.int64),
+        np.stack(boxes), np.stack(kps), np.ones(len(rows)),
+    )
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image to RGB uint8 with OpenCV; a truncated or corrupt file raises DataError.
+
+    OpenCV silently grey-fills a JPEG cut short, so the end-of-image marker is checked first.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read image ({err.strerror})") from None
+    lower = path.lower()
+    tail = raw.rstrip(b"\x00\r\n ")
+    if lower.endswith((".jpg", ".jpeg")) and not tail.endswith(b"\xff\xd9"):
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
+    if lower.endswith(".png") and b"IEND" not in raw[-16:]:
+        raise DataError(f"{path}: truncated PNG (no IEND chunk)")
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: OpenCV cannot decode this image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def color_jitter(crop: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Random brightness, contrast and saturation, each scaled by a factor in 1 +- strength."""
+    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
+    img = crop.astype(np.float32) * b
+    grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    img = (img - grey.mean()) * c + grey.mean()
+    grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    img = (img - grey[..., None]) * s + grey[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class TopDownDataset(Dataset):
+    """Person crops with heatmap targets: one affine warp per sample (crop, scale, rotate, flip).
+
+    Augmentation draws from a generator seeded by (seed, epoch, index), so a sample is the same in
+    every process, worker and resumed run: DDP and resume are exact.
+    """
+
+    def __init__(
+        self,
+        records: PersonRecords,
+        codec: HeatmapCodec,
+        schema: KeypointSchema,
+        augment: AugmentConfig | None = None,
+        padding: float = 1.25,
+        seed: int = 0,
+        on_error: OnError = "raise",
+    ) -> None:
+        self.records = records
+        self.codec = codec
+        self.schema = schema
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+        self.on_error = on_error
+        self.epoch = 0
+        self.flip_index = schema.flip_index()
+        w, h = codec.input_size
+        self.centers, self.scales = box_to_center_scale(records.boxes, w / h, padding)
+        self.padding = padding
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _sample_transform(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, float, bool]:
+        center, scale = self.centers[index], self.scales[index]
+        aug = self.augment
+        if aug is None:
+            return center, scale, 0.0, False
+        kp = self.records.keypoints[index]
+        labeled = kp[:, 2] > 0
+        if aug.half_body_prob > 0 and labeled.sum() > 8 and rng.random() < aug.half_body_prob:
+            upper = np.zeros(len(kp), bool)
+            upper[list(self.schema.upper_body)] = True
+            part = labeled & (upper if rng.random() < 0.5 else ~upper)
+            if part.sum() >= 2:
+                pts = kp[part, :2]
+                lo, hi = pts.min(0), pts.max(0)
+                w, h = self.codec.input_size
+                c, s = box_to_center_scale(np.r_[lo, hi - lo][None], w / h, 1.5)
+                center, scale = c[0], s[0]
+        scale = scale * rng.uniform(*aug.scale)
+        rotation = rng.uniform(-aug.rotation, aug.rotation) if rng.random() < aug.rotation_prob else 0.0
+        flip = bool(rng.random() < aug.flip_prob)
+        return center, scale, rotation, flip
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        path = self.records.image_paths[index]
+        try:
+            image = read_image(path)
+        except DataError:
+            if self.on_error == "raise":
+                raise
+            return None  # counted by collate_skipping
+        center, scale, rotation, flip = self._sample_transform(index, rng)
+        mat = crop_affine(center, scale, rotation, self.codec.input_size, flip)
+        crop = cv2.warpAffine(image, mat, self.codec.input_size, flags=cv2.INTER_LINEAR)
+        if self.augment is not None and self.augment.color_jitter > 0:
+            crop = color_jitter(crop, rng, self.augment.color_jitter)
+        kp = self.records.keypoints[index]
+        xy = apply_affine(kp[:, :2], mat)
+        vis = kp[:, 2]
+        if flip:
+            xy, vis = xy[self.flip_index], vis[self.flip_index]
+        target, weight = self.codec.encode(xy, vis)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "target": torch.from_numpy(target),
+            "target_weight": torch.from_numpy(weight),
+            "center": torch.from_numpy(center.astype(np.float64)),
+            "scale": torch.from_numpy(np.asarray(scale, np.float64)),
+            "rotation": torch.tensor(rotation, dtype=torch.float64),
+            "flip": torch.tensor(flip),
+            "index": torch.tensor(index),
+        }
+
+
+def collate_skipping(batch: list[dict | None]) -> dict[str, torch.Tensor]:
+    """Collate the samples that decoded; ``skipped`` counts the ones that did not."""
+    good = [b for b in batch if b is not None]
+    out = default_collate(good) if good else {}
+    out["skipped"] = torch.tensor(len(batch) - len(good))
+    return out

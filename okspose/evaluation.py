@@ -1,0 +1,215 @@
+"""COCO keypoint AP/AR through pycocotools, with inputs checked up front.
+
+pycocotools is the reference implementation of the metric, so the numbers come from it unchanged; but it
+fails on bad input with bare asserts, IndexErrors or silently wrong numbers (NaN keypoints, unknown
+categories). Everything is therefore validated here first and reported as a ``ValueError`` that names the
+file and the offending record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from okspose.keypoints import COCO17
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Swallow pycocotools' progress prints unless the caller asked for them."""
+    if verbose:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file, turning every failure into an error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} file {path} is not valid JSON: {e}") from None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------------------
+
+_GT_ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "iscrowd")
+
+
+def _check_gt(dataset: Any, source: str) -> None:
+    """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it."""
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(key), list):
+            raise ValueError(f"{source}: missing or non-list {key!r}")
+    for i, img in enumerate(dataset["images"]):
+        if not isinstance(img, dict) or not _is_int(img.get("id")):
+            raise ValueError(f"{source}: images[{i}] has no integer 'id'")
+    for i, cat in enumerate(dataset["categories"]):
+        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
+            raise ValueError(f"{source}: categories[{i}] has no integer 'id'")
+    for i, ann in enumerate(dataset["annotations"]):
+        if not isinstance(ann, dict):
+            raise ValueError(f"{source}: annotations[{i}] is not an object")
+        missing = [k for k in _GT_ANN_KEYS if k not in ann]
+        if missing:
+            raise ValueError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}")
+        if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * COCO17.num_joints:
+            raise ValueError(f"{source}: annotations[{i}] keypoints must be a list of "
+                             f"{3 * COCO17.num_joints} numbers")
+
+
+def _coco_from_dataset(dataset: dict) -> COCO:
+    """Build a COCO index from an already-parsed dict (COCO() itself only reads files)."""
+    coco = COCO()
+    coco.dataset = dataset
+    with _quiet(False):
+        coco.createIndex()
+    return coco
+
+
+def load_coco(path: str | Path) -> COCO:
+    """Load a COCO keypoint annotation file; a missing or malformed file gives an error naming ``path``."""
+    dataset = _read_json(path, "annotation")
+    _check_gt(dataset, str(path))
+    return _coco_from_dataset(dataset)
+
+
+def _as_coco(gt: str | Path | COCO) -> COCO:
+    return gt if isinstance(gt, COCO) else load_coco(gt)
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set[int]) -> dict:
+    """Validate one result and return a fresh plain-Python copy (loadRes mutates what it is given)."""
+    where = f"{source}: record {i}"
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+    missing = [k for k in RESULT_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(map(repr, missing))}")
+    image_id, category_id, score = rec["image_id"], rec["category_id"], rec["score"]
+    if not _is_int(image_id):
+        raise ValueError(f"{where}: image_id must be an integer, got {image_id!r}")
+    if int(image_id) not in img_ids:
+        raise ValueError(f"{where}: image_id {image_id} is not in the ground truth")
+    if not _is_int(category_id) or int(category_id) not in cat_ids:
+        raise ValueError(f"{where}: category_id {category_id!r} is not a ground-truth category "
+                         f"{sorted(cat_ids)}")
+    if not _is_real(score) or not math.isfinite(score):
+        raise ValueError(f"{where}: score must be a finite number, got {score!r}")
+    kpts = np.asarray(rec["keypoints"]) if isinstance(rec["keypoints"], Sequence | np.ndarray) else None
+    n = 3 * COCO17.num_joints
+    if kpts is None or kpts.ndim != 1 or kpts.dtype.kind not in "iuf" or kpts.size != n:
+        raise ValueError(f"{where}: keypoints must be a flat list of {n} numbers (x, y, score per joint)")
+    if not np.isfinite(kpts).all():
+        raise ValueError(f"{where}: keypoints contain NaN or infinite values")
+    return {"image_id": int(image_id), "category_id": int(category_id),
+            "keypoints": kpts.astype(float).tolist(), "score": float(score)}
+
+
+def load_results(path_or_list: str | Path | list[dict], coco_gt: COCO) -> list[dict]:
+    """Validate COCO keypoint results against ``coco_gt`` and return clean copies with just the four fields.
+
+    Extra fields (e.g. ``bbox``) are dropped on purpose: with a ``bbox`` present pycocotools would take the
+    box area instead of the keypoint extent as the detection area, which changes APm/APl.
+    """
+    if isinstance(path_or_list, str | Path):
+        source = str(path_or_list)
+        records = _read_json(path_or_list, "results")
+    else:
+        source, records = "results", path_or_list
+    if not isinstance(records, list):
+        raise ValueError(f"{source}: results must be a list of objects, got {type(records).__name__}")
+    img_ids = set(coco_gt.getImgIds())
+    cat_ids = set(coco_gt.getCatIds())
+    return [_clean_record(rec, i, source, img_ids, cat_ids) for i, rec in enumerate(records)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Metric
+# --------------------------------------------------------------------------------------------------
+
+def _check_img_ids(img_ids: list[int], coco_gt: COCO) -> list[int]:
+    """Unknown ids would silently count as empty images, so reject them."""
+    if len(img_ids) == 0:
+        raise ValueError("img_ids is empty; pass None to evaluate on all ground-truth images")
+    ids = sorted(set(map(int, img_ids)))
+    unknown = sorted(set(ids) - set(coco_gt.getImgIds()))
+    if unknown:
+        more = " ..." if len(unknown) > 10 else ""
+        raise ValueError(f"img_ids not in the ground truth: {unknown[:10]}{more}")
+    return ids
+
+
+def evaluate_keypoints(
+    gt: str | Path | COCO,
+    results: str | Path | list[dict],
+    img_ids: list[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """COCO keypoint AP/AR (maxDets 20, OKS thresholds 0.50:0.95) as ``{name: value}`` in STAT_NAMES order.
+
+    An empty result list scores 0.0 everywhere (pycocotools cannot load one). As in pycocotools, an area
+    range with no ground truth in the evaluated images reports -1.
+    """
+    coco_gt = _as_coco(gt)
+    dets = load_results(results, coco_gt)
+    ids = _check_img_ids(img_ids, coco_gt) if img_ids is not None else None
+    if not dets:
+        return dict.fromkeys(STAT_NAMES, 0.0)
+    with _quiet(verbose):
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        if ids is not None:
+            ev.params.imgIds = ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
+
+
+def format_stats(stats: dict[str, float]) -> str:
+    """Markdown table with one row of names and one of values; -1 (no GT in that range) shows as n/a."""
+    names = list(stats)
+    values = ["n/a" if stats[n] < 0 else f"{stats[n]:.3f}" for n in names]
+    widths = [max(len(n), len(v)) for n, v in zip(names, values, strict=True)]
+
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join((row(names), rule, row(values)))

@@ -1,0 +1,17 @@
+"""Shared fixtures: the real data in ../shared/data (never copied into the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+COCO_MINI = SHARED_DATA / "coco-mini"
+
+
+@pytest.fixture(scope="session")
+def coco_mini() -> Path:
+    if not (COCO_MINI / "annotations").is_dir():
+        pytest.skip(f"real data not found at {COCO_MINI}")
+    return COCO_MINI
