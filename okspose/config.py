@@ -27,7 +27,7 @@ class DataConfig:
     heatmap_size: tuple[int, int] = (64, 64)  # (w, h)
     sigma: float = 1.0  # target Gaussian std in heatmap pixels
     padding: float = 1.25  # box enlargement before cropping
-    on_error: Literal["raise", "skip"] = "raise"  # bad images/annotations: stop with a message, or count and skip
+    on_error: Literal["raise", "skip"] = "raise"  # bad data: stop with a message, or count and skip
     max_train_persons: int = 0  # >0: use only the first N training persons (tests, overfitting)
     max_val_persons: int = 0
 

@@ -208,7 +208,7 @@ def draw_gt(
 ) -> np.ndarray:
     """Draw COCO ground-truth annotations: joints with visibility v > 0 and the limbs between them."""
     anns = [a for a in coco_annotations if a.get("keypoints")]
-    kpts = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), -1, 3)
+    kpts = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), schema.num_joints, 3)
     kpts[..., 2] = kpts[..., 2] > 0
     boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4) if with_boxes else None
     return draw_poses(image, kpts, schema, boxes=boxes, kpt_thr=0.5)

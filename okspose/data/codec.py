@@ -39,7 +39,7 @@ class HeatmapCodec:
         return (uv + 0.5) * self.stride - 0.5
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Crop-space keypoints [K, 2] and labels [K] (v > 0 = annotated) -> heatmaps [K, h, w] and weights [K].
+        """Crop keypoints [K, 2] and labels [K] (v > 0: annotated) -> heatmaps [K, h, w] and weights [K].
 
         The Gaussian is centred on the exact sub-pixel position (no rounding), so decoding can recover
         it. A joint is weighted 0 when unannotated or when its centre leaves the heatmap.

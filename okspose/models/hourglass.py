@@ -160,4 +160,3 @@ class StackedHourglass(nn.Module):
             if i < len(self.remaps):
                 x = self.remaps[i](x, features, heatmaps)
         return outputs
-

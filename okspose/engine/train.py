@@ -1,0 +1,234 @@
+"""Training loop: one plain function per step, DDP under torchrun, AMP, exact resume, best-AP checkpoint.
+
+Layout of ``train.output_dir``: ``config.yaml``, ``checkpoint.pth`` (last epoch, for --resume),
+``model_best.pth`` (best validation AP), ``log.csv`` or TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from okspose.config import Config
+from okspose.data.coco import SkipReport, TopDownDataset, collate_skipping
+from okspose.engine.builders import build_codec, build_model, build_records, build_schema
+from okspose.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    convert_sync_batchnorm,
+    init_distributed,
+)
+from okspose.engine.evaluate import evaluate_gt_boxes
+from okspose.fileio import atomic_write, load_checkpoint, save_checkpoint
+from okspose.inference import autocast, normalize_images, resolve_amp
+from okspose.loss import JointsMSELoss
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    samples: int
+    skipped: int
+    seconds: float
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "rmsprop":  # the hourglass paper's choice
+        return torch.optim.RMSprop(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
+
+
+def rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp_dtype: torch.dtype | None,
+    info: DistInfo,
+    channels_last: bool,
+    desc: str,
+    progress: bool,
+) -> EpochStats:
+    model.train()
+    total_loss, samples, skipped, start = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and info.is_main), dynamic_ncols=True)
+    for batch in bar:
+        skipped += int(batch["skipped"])
+        if "image" not in batch:
+            continue
+        images = normalize_images(batch["image"], info.device, channels_last)
+        target = batch["target"].to(info.device, non_blocking=True)
+        weight = batch["target_weight"].to(info.device, non_blocking=True)
+        with autocast(info.device, amp_dtype):
+            outputs = model(images)
+        loss = criterion(outputs, target, weight)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        n = images.shape[0]
+        total_loss += loss.item() * n
+        samples += n
+        rate = samples * info.world_size / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{loss.item():.3e}", samples_s=f"{rate:.1f}")
+    return EpochStats(total_loss, samples, skipped, time.perf_counter() - start)
+
+
+class MetricLog:
+    """Per-epoch scalars to ``log.csv`` (always) and TensorBoard (when asked and installed)."""
+
+    def __init__(self, out_dir: Path, kind: str) -> None:
+        self.path = out_dir / "log.csv"
+        self.writer = None
+        if kind == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise SystemExit("train.log=tensorboard needs the tensorboard package: "
+                                 "pip install tensorboard (or use train.log=csv)") from None
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    self.writer.add_scalar(key, value, row["epoch"])
+            self.writer.flush()
+
+
+def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float]:
+    """COCO keypoint stats on the val split with ground-truth boxes (run on the main process)."""
+    return evaluate_gt_boxes(model, cfg, build_records(cfg, "val"), info.device)
+
+
+def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
+    """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row."""
+    info = init_distributed(device)
+    try:
+        return _train(cfg, info, resume)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
+    t = cfg.train
+    out_dir = Path(t.output_dir)
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    np.random.seed(t.seed)
+
+    report = SkipReport()
+    records = build_records(cfg, "train", report)
+    if len(records) == 0:
+        raise SystemExit(f"no usable training persons in {cfg.data_path('train_ann')}")
+    if report.total and info.is_main:
+        print(f"train data: {report.summary()}")
+    dataset = TopDownDataset(records, build_codec(cfg), build_schema(cfg), cfg.augment, cfg.data.padding,
+                             seed=t.seed, on_error=cfg.data.on_error)
+    # The sampler shuffles with (seed, epoch) alone, so one process with batch B*W visits the same
+    # samples per step as W processes with batch B.
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=t.seed)
+    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+                        collate_fn=collate_skipping, pin_memory=info.device.type == "cuda",
+                        drop_last=False)
+
+    model = build_model(cfg).to(info.device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if t.sync_bn and info.distributed:
+        model = convert_sync_batchnorm(model, info.device)
+    net = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None
+                                  ) if info.distributed else model
+    optimizer = build_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.lr_steps), t.lr_gamma)
+    amp_dtype = resolve_amp(t.amp, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
+    criterion = JointsMSELoss()
+
+    start_epoch, best_ap = 0, -1.0
+    if resume:
+        state = load_checkpoint(resume, map_location=info.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_ap = state["epoch"] + 1, state["best_ap"]
+        set_rng_state(state["rng"])
+        if info.is_main:
+            print(f"resumed from {resume} at epoch {start_epoch}")
+
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
+        atomic_write(out_dir / "config.yaml", lambda f: f.write(text))
+    log = MetricLog(out_dir, t.log) if info.is_main else None
+    row: dict = {}
+    for epoch in range(start_epoch, t.epochs):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        stats = train_one_epoch(net, loader, criterion, optimizer, scaler, amp_dtype, info, t.channels_last,
+                                f"epoch {epoch + 1}/{t.epochs}", t.progress)
+        scheduler.step()
+        samples = all_reduce_sum(stats.samples, info)
+        loss = all_reduce_sum(stats.loss, info) / max(samples, 1)
+        skipped = all_reduce_sum(stats.skipped, info)
+        row = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
+               "samples_per_s": samples / stats.seconds, "skipped": int(skipped)}
+        if info.is_main:
+            if t.eval_every and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
+                row["AP"] = validate(model, cfg, info)["AP"]
+            ap = row.get("AP", -1.0)
+            if ap > best_ap:
+                best_ap = ap
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch, "AP": ap}, out_dir / "model_best.pth")
+            save_checkpoint({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                "best_ap": best_ap, "rng": rng_state(), "config": cfg.to_dict(),
+            }, out_dir / "checkpoint.pth")
+            log.write(row)
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            print(shown, flush=True)
+        barrier(info)
+    return row

@@ -1,0 +1,65 @@
+"""Running a pose network on batches of crops: input normalisation, mixed precision, flip test."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from okspose.data.codec import flip_heatmaps
+
+AmpMode = Literal["auto", "none", "bf16", "fp16"]
+
+# ImageNet statistics on the 0-255 scale: crops travel as uint8 (4x less to copy) and are
+# normalised on the device.
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+
+def fast_bf16_cpu() -> bool:
+    """True where the CPU has native bf16 matrix units (AMX or AVX512-BF16)."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_amp(amp: AmpMode, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (None: full fp32)."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if fast_bf16_cpu() else None
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def normalize_images(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """uint8 [B, 3, H, W] RGB crops -> normalised float32 on ``device``."""
+    x = images.to(device, non_blocking=True).float()
+    x = (x - _MEAN.to(device)) / _STD.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def predict_heatmaps(
+    model: nn.Module,
+    images: torch.Tensor,
+    flip_index: np.ndarray | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Final-stack heatmaps (float32) for normalised crops; with ``flip_index``, averaged with the
+    heatmaps of the mirrored crops (one batch of 2B for both)."""
+    batch = torch.cat([images, images.flip(-1)]) if flip_index is not None else images
+    with autocast(images.device, amp_dtype):
+        out = model(batch)
+    heatmaps = (out[-1] if isinstance(out, list | tuple) else out).float()
+    if flip_index is None:
+        return heatmaps
+    plain, mirrored = heatmaps.chunk(2)
+    return (plain + flip_heatmaps(mirrored, flip_index)) / 2

@@ -1,0 +1,200 @@
+"""The COCO keypoint metric wrapper: exact scores on known inputs, and clear errors on bad ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from okspose.evaluation import (
+    STAT_NAMES,
+    evaluate_keypoints,
+    format_stats,
+    load_coco,
+    load_results,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VAL_JSON = DATA / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
+SAMPLES = DATA / "samples" / "coco"
+
+pytestmark = pytest.mark.skipif(not VAL_JSON.is_file(), reason=f"shared data not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def coco_gt():
+    return load_coco(VAL_JSON)
+
+
+def perfect_results(coco_gt, img_ids=None) -> list[dict]:
+    """GT keypoints as detections; COCOeval ignores crowd and keypoint-less GT, so those are skipped."""
+    anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids or []))
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": list(a["keypoints"]),
+         "score": 1.0}
+        for a in anns if a["num_keypoints"] > 0 and not a["iscrowd"]
+    ]
+
+
+def test_perfect_results_score_exactly_one(coco_gt):
+    stats = evaluate_keypoints(coco_gt, perfect_results(coco_gt))
+    assert tuple(stats) == STAT_NAMES
+    assert all(v == 1.0 for v in stats.values()), stats
+
+
+def test_gt_path_and_results_file(coco_gt, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(perfect_results(coco_gt)))
+    assert evaluate_keypoints(str(VAL_JSON), path)["AP"] == 1.0
+
+
+def test_noisy_results_score_lower(coco_gt):
+    rng = np.random.default_rng(0)
+    results = perfect_results(coco_gt)
+    for r, a in zip(results, (a for a in coco_gt.dataset["annotations"]
+                              if a["num_keypoints"] > 0 and not a["iscrowd"]), strict=True):
+        k = np.array(r["keypoints"], dtype=float).reshape(-1, 3)
+        k[:, :2] += rng.normal(scale=0.1 * np.sqrt(a["area"]), size=(len(k), 2))
+        r["keypoints"] = k.ravel().tolist()
+    stats = evaluate_keypoints(coco_gt, results)
+    assert 0.0 < stats["AP"] < 1.0
+    assert stats["AP75"] <= stats["AP50"]
+
+
+def test_empty_results_give_zeros(coco_gt):
+    assert evaluate_keypoints(coco_gt, []) == dict.fromkeys(STAT_NAMES, 0.0)
+
+
+def test_img_ids_restricts_evaluation(coco_gt):
+    ids = sorted({a["image_id"] for a in perfect_results(coco_gt)})
+    subset = ids[: len(ids) // 2]
+    results = perfect_results(coco_gt, subset)  # nothing predicted for the other half
+    assert evaluate_keypoints(coco_gt, results)["AP"] < 1.0
+    assert evaluate_keypoints(coco_gt, results, img_ids=subset)["AP"] == 1.0
+    assert evaluate_keypoints(coco_gt, results, img_ids=ids[len(ids) // 2:])["AP"] == 0.0
+
+
+@pytest.mark.parametrize("img_ids, match", [([], "empty"), ([-5], "not in the ground truth")])
+def test_bad_img_ids(coco_gt, img_ids, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate_keypoints(coco_gt, perfect_results(coco_gt), img_ids=img_ids)
+
+
+def test_quiet_unless_verbose(coco_gt, capsys):
+    evaluate_keypoints(coco_gt, perfect_results(coco_gt))
+    assert capsys.readouterr().out == ""
+    evaluate_keypoints(coco_gt, perfect_results(coco_gt), verbose=True)
+    assert "Average Precision" in capsys.readouterr().out
+
+
+def test_load_results_copies_and_keeps_four_fields(coco_gt):
+    results = perfect_results(coco_gt)[:3]
+    for r in results:
+        r["bbox"] = [0, 0, 10, 10]
+    before = copy.deepcopy(results)
+    clean = load_results(results, coco_gt)
+    assert results == before  # pycocotools' loadRes mutates its input; ours must not leak that
+    assert all(set(r) == {"image_id", "category_id", "keypoints", "score"} for r in clean)
+    assert evaluate_keypoints(coco_gt, results, img_ids=[r["image_id"] for r in results])["AP"] > 0
+
+
+def _corrupt(coco_gt, change) -> list[dict]:
+    results = perfect_results(coco_gt)[:4]
+    change(results[2])
+    return results
+
+
+MALFORMED = {
+    "missing image_id": (lambda r: r.pop("image_id"), "record 2: missing 'image_id'"),
+    "missing category_id": (lambda r: r.pop("category_id"), "record 2: missing 'category_id'"),
+    "missing keypoints": (lambda r: r.pop("keypoints"), "record 2: missing 'keypoints'"),
+    "missing score": (lambda r: r.pop("score"), "record 2: missing 'score'"),
+    "short keypoints": (lambda r: r.update(keypoints=r["keypoints"][:-1]), "record 2: keypoints must"),
+    "nested keypoints": (lambda r: r.update(keypoints=[r["keypoints"]]), "record 2: keypoints must"),
+    "string keypoints": (lambda r: r.update(keypoints=["1"] * 51), "record 2: keypoints must"),
+    "null keypoint": (lambda r: r["keypoints"].__setitem__(4, None), "record 2: keypoints must"),
+    "nan keypoint": (lambda r: r["keypoints"].__setitem__(4, float("nan")), "record 2: .*NaN"),
+    "inf keypoint": (lambda r: r["keypoints"].__setitem__(0, float("inf")), "record 2: .*infinite"),
+    "nan score": (lambda r: r.update(score=float("nan")), "record 2: score"),
+    "string score": (lambda r: r.update(score="0.9"), "record 2: score"),
+    "unknown image": (lambda r: r.update(image_id=123456789), "record 2: image_id 123456789 is not"),
+    "string image_id": (lambda r: r.update(image_id=str(r["image_id"])), "record 2: image_id must"),
+    "unknown category": (lambda r: r.update(category_id=2), "record 2: category_id 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_results_name_the_problem(coco_gt, case):
+    change, match = MALFORMED[case]
+    with pytest.raises(ValueError, match=match):
+        evaluate_keypoints(coco_gt, _corrupt(coco_gt, change))
+
+
+def test_malformed_record_not_a_dict(coco_gt):
+    with pytest.raises(ValueError, match="record 1: expected an object"):
+        load_results([perfect_results(coco_gt)[0], [1, 2, 3]], coco_gt)
+
+
+def test_malformed_results_file_names_the_file(coco_gt, tmp_path):
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*must be a list"):
+        evaluate_keypoints(coco_gt, path)
+    path.write_text("[{")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*not valid JSON"):
+        evaluate_keypoints(coco_gt, path)
+    path.write_text(json.dumps(_corrupt(coco_gt, lambda r: r.pop("score"))))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: record 2: missing 'score'")):
+        evaluate_keypoints(coco_gt, path)
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        evaluate_keypoints(coco_gt, tmp_path / "nope.json")
+
+
+@pytest.mark.skipif(not (SAMPLES / "test_coco.json").is_file(), reason="sample data not found")
+def test_box_detections_are_not_keypoint_results():
+    """Real person detections (boxes, no keypoints) must be refused with a message, not a traceback."""
+    gt = load_coco(SAMPLES / "test_coco.json")
+    assert evaluate_keypoints(gt, perfect_results(gt))["AP"] == 1.0
+    det_file = SAMPLES / "test_coco_det_AP_H_56.json"
+    with pytest.raises(ValueError, match=re.escape(f"{det_file}: record 0: missing 'keypoints'")):
+        evaluate_keypoints(gt, det_file)
+
+
+def test_missing_gt_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing_gt.json"):
+        load_coco(tmp_path / "missing_gt.json")
+    with pytest.raises(FileNotFoundError, match="missing_gt.json"):
+        evaluate_keypoints(tmp_path / "missing_gt.json", [])
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"),
+    ("[]", "JSON object"),
+    (json.dumps({"images": [], "categories": []}), "'annotations'"),
+    (json.dumps({"images": [{"file_name": "a.jpg"}], "annotations": [], "categories": []}),
+     r"images\[0\] has no integer 'id'"),
+    (json.dumps({"images": [{"id": 1}], "categories": [{"id": 1}],
+                 "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]}),
+     r"annotations\[0\] lacks 'keypoints'"),
+])
+def test_malformed_gt_file(tmp_path, content, match):
+    path = tmp_path / "gt.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as err:
+        load_coco(path)
+    assert str(path) in str(err.value)
+
+
+def test_format_stats_lists_all_names():
+    stats = dict(zip(STAT_NAMES, np.linspace(0.1, 1.0, len(STAT_NAMES)), strict=True))
+    stats["APm"] = -1.0
+    table = format_stats(stats)
+    lines = table.splitlines()
+    assert len(lines) == 3
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == list(STAT_NAMES)
+    values = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert values[0] == "0.100" and values[-1] == "1.000" and values[3] == "n/a"

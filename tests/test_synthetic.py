@@ -1,0 +1,175 @@
+"""The synthetic people data set: COCO-valid, deterministic, and its labels agree with what is drawn."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from okspose.data.synthetic import MIN_VISIBLE_AREA, generate_synthetic_coco, sample_body
+from okspose.keypoints import COCO17
+
+W, H = 320, 256
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> dict:
+    path = generate_synthetic_coco(tmp_path_factory.mktemp("synth"), "train", num_images=50, seed=0)
+    coco = json.loads(path.read_text())
+    coco["path"] = path
+    return coco
+
+
+def _keypoints(ann: dict) -> np.ndarray:
+    return np.asarray(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+
+
+def _by_image(coco: dict) -> dict[int, list[dict]]:
+    """Annotations per image in draw order (ids are assigned back to front)."""
+    out: dict[int, list[dict]] = defaultdict(list)
+    for ann in sorted(coco["annotations"], key=lambda a: a["id"]):
+        out[ann["image_id"]].append(ann)
+    return out
+
+
+def test_same_arguments_give_identical_bytes(tmp_path: Path) -> None:
+    a = generate_synthetic_coco(tmp_path / "a", "train", num_images=4, seed=3)
+    b = generate_synthetic_coco(tmp_path / "b", "train", num_images=4, seed=3)
+    assert a == tmp_path / "a" / "annotations" / "person_keypoints_train.json"
+    assert a.read_bytes() == b.read_bytes()
+    for name in ("000000000001.jpg", "000000000004.jpg"):
+        image_a, image_b = (tmp_path / d / "train" / name for d in ("a", "b"))
+        assert image_a.read_bytes() == image_b.read_bytes()
+
+
+def test_seed_and_split_change_the_pictures(tmp_path: Path) -> None:
+    generate_synthetic_coco(tmp_path / "a", "train", num_images=2, seed=0)
+    generate_synthetic_coco(tmp_path / "b", "train", num_images=2, seed=1)
+    generate_synthetic_coco(tmp_path / "a", "val", num_images=2, seed=0)
+    first = (tmp_path / "a" / "train" / "000000000001.jpg").read_bytes()
+    assert first != (tmp_path / "b" / "train" / "000000000001.jpg").read_bytes()
+    assert first != (tmp_path / "a" / "val" / "000000000001.jpg").read_bytes()
+
+
+def test_images_do_not_depend_on_each_other(tmp_path: Path) -> None:
+    generate_synthetic_coco(tmp_path / "a", "train", num_images=1, seed=0)
+    generate_synthetic_coco(tmp_path / "b", "train", num_images=3, seed=0)
+    name = "000000000001.jpg"
+    assert (tmp_path / "a" / "train" / name).read_bytes() == (tmp_path / "b" / "train" / name).read_bytes()
+
+
+def test_pycocotools_loads_it(dataset: dict) -> None:
+    coco = COCO(str(dataset["path"]))
+    assert len(coco.getImgIds()) == 50
+    assert coco.getCatIds(catNms=["person"]) == [1]
+    cat = coco.loadCats(1)[0]
+    assert cat["keypoints"] == list(COCO17.joints)
+    assert cat["skeleton"] == [[a + 1, b + 1] for a, b in COCO17.skeleton]
+    assert dataset["info"]["synthetic"] is True and dataset["info"]["seed"] == 0
+    img = coco.loadImgs(1)[0]
+    assert (img["width"], img["height"], img["file_name"]) == (W, H, "000000000001.jpg")
+    assert (dataset["path"].parents[1] / "train" / img["file_name"]).is_file()
+    ann = coco.loadAnns(coco.getAnnIds(imgIds=[1]))[0]
+    assert coco.annToMask(ann).sum() == ann["area"]
+
+
+def test_flags_follow_coco(dataset: dict) -> None:
+    for ann in dataset["annotations"]:
+        kp = _keypoints(ann)
+        v = kp[:, 2]
+        assert set(np.unique(v)) <= {0, 1, 2}
+        assert np.all(kp[v == 0, :2] == 0)
+        xy = kp[v > 0, :2]
+        assert np.all((xy >= 0) & (xy <= [W - 1, H - 1]))
+        assert ann["num_keypoints"] == int((v > 0).sum())
+        assert ann["category_id"] == 1 and ann["iscrowd"] == 0
+
+
+def test_area_bbox_and_segmentation_agree(dataset: dict) -> None:
+    for ann in dataset["annotations"]:
+        rle = dict(ann["segmentation"])
+        assert rle["size"] == [H, W] and isinstance(rle["counts"], str)
+        assert ann["area"] == float(mask_utils.area(rle)) >= MIN_VISIBLE_AREA
+        x, y, w, h = ann["bbox"]
+        assert np.allclose(ann["bbox"], mask_utils.toBbox(rle))
+        assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= W and y + h <= H
+
+
+def test_occlusion_flags_agree_with_masks(dataset: dict) -> None:
+    """v=1 exactly where a person drawn later covers the joint (or a face point is behind the head)."""
+    checked = 0
+    for anns in _by_image(dataset).values():
+        masks = [mask_utils.decode(a["segmentation"]).astype(bool) for a in anns]
+        for k, ann in enumerate(anns):
+            kp = _keypoints(ann)
+            for j in np.flatnonzero(kp[:, 2] > 0):
+                col, row = np.round(kp[j, :2]).astype(int)
+                in_front = any(m[row, col] for m in masks[k + 1:])
+                own = masks[k][row, col]
+                if in_front:
+                    assert kp[j, 2] == 1
+                    checked += 1
+                elif kp[j, 2] == 2:
+                    assert own
+                else:  # far side of the head, or behind a person too small to be annotated
+                    assert j < 5 or not own
+    assert checked > 0
+
+
+def test_set_has_crowds_occlusion_and_truncation(dataset: dict) -> None:
+    per_image = _by_image(dataset)
+    kps = np.stack([_keypoints(a) for a in dataset["annotations"]])
+    v = kps[..., 2]
+    assert sum(len(a) > 1 for a in per_image.values()) >= 10
+    assert (v[:, 5:] == 1).any(axis=1).sum() >= 5  # body joints hidden by someone in front
+    assert (v == 0).any(axis=1).sum() >= 5  # people cut by the image border
+    heights = np.array([a["bbox"][3] for a in dataset["annotations"]])
+    assert heights.min() < 0.5 * H and heights.max() > 0.8 * H
+
+
+def test_projected_arm_proportions(dataset: dict) -> None:
+    """Foreshortening varies single poses, but the typical upper-arm / forearm ratio must look human."""
+    ratios = []
+    for ann in dataset["annotations"]:
+        kp = _keypoints(ann)
+        for sh, el, wr in ((5, 7, 9), (6, 8, 10)):
+            if (kp[[sh, el, wr], 2] > 0).all():
+                upper = np.linalg.norm(kp[el, :2] - kp[sh, :2])
+                fore = np.linalg.norm(kp[wr, :2] - kp[el, :2])
+                if fore > 3:
+                    ratios.append(upper / fore)
+    assert 1.0 < np.median(ratios) < 1.6
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
+
+
+def test_bodies_have_human_proportions_and_joint_limits() -> None:
+    for i in range(200):
+        j = sample_body(np.random.default_rng(i)).joints
+
+        def seg(a: int, b: int, j=j) -> float:
+            return float(np.linalg.norm(j[b] - j[a]))
+
+        for sh, el, wr, hip, kn, an in ((5, 7, 9, 11, 13, 15), (6, 8, 10, 12, 14, 16)):
+            assert 1.1 < seg(sh, el) / seg(el, wr) < 1.45
+            assert 0.85 < seg(hip, kn) / seg(kn, an) < 1.15
+            assert 0.15 < seg(sh, el) < 0.22 and 0.22 < seg(hip, kn) < 0.27  # fractions of body height
+            assert _angle(j[el] - j[sh], j[wr] - j[el]) <= 145 + 1e-6
+            assert _angle(j[kn] - j[hip], j[an] - j[kn]) <= 130 + 1e-6
+        assert 0.19 < seg(5, 6) < 0.27 and seg(11, 12) < seg(5, 6)
+        # Never seen from behind: the person's left is always on the image right.
+        assert j[5, 0] > j[6, 0] and j[11, 0] > j[12, 0] and j[1, 0] > j[2, 0]
+
+
+def test_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate_synthetic_coco(tmp_path, num_images=1, max_people=0)
+    with pytest.raises(ValueError):
+        generate_synthetic_coco(tmp_path, num_images=1, seed=-1)
