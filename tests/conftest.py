@@ -15,3 +15,6 @@ def coco_mini() -> Path:
     if not (COCO_MINI / "annotations").is_dir():
         pytest.skip(f"real data not found at {COCO_MINI}")
     return COCO_MINI
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"

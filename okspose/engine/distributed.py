@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 
@@ -75,6 +74,22 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose batch statistics span all processes, on any device.
 
@@ -89,7 +104,7 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         xf = x.float()
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
         moments = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
-        moments = dist_fn.all_reduce(moments)
+        moments = _AllReduceSum.apply(moments)
         c = x.shape[1]
         n = moments[-1]
         mean = moments[:c] / n
