@@ -77,6 +77,14 @@ class TestConfig:
     decode: Literal["quarter", "parabola"] = "quarter"
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
     amp: Literal["auto", "none", "bf16", "fp16"] = "none"
+    det_top_k: int = 20  # person boxes kept per image (highest scores)
+    det_score_floor: float = 0.0  # boxes scoring below this are dropped
+    rescoring: Literal["box", "keypoint", "box*keypoint"] = "box*keypoint"  # the instance score
+    iou_nms: bool = True  # IoU-NMS on the boxes
+    iou_thr: float = 0.6
+    oks_nms: bool = True  # OKS-NMS on the poses, after IoU-NMS
+    oks_thr: float = 0.5
+    soft_oks: bool = False  # soft-OKS-NMS (decay overlapping scores) instead of hard OKS-NMS
 
 
 @dataclass
@@ -121,6 +129,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str | int | float):

@@ -1,0 +1,99 @@
+"""The seed's top-down inference after detection: pose every box (batched across images), score each
+instance, suppress duplicates (IoU-NMS on boxes, then OKS-NMS on poses), emit COCO results.
+
+Posing is the expensive part and the NMS variants are cheap, so :func:`pose_boxes` runs once and
+:func:`select_instances` can be called for every row of an ablation table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from okspose.config import Config, TestConfig
+from okspose.data.coco import PersonRecords
+from okspose.engine.evaluate import coco_results, predict_keypoints
+from okspose.engine.builders import build_codec, build_schema
+from okspose.postprocess import iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
+
+
+@dataclass
+class PosedInstances:
+    """Every posed box of a set of images, before rescoring and NMS."""
+
+    records: PersonRecords
+    keypoints: np.ndarray  # [N, K, 3] image x, y, joint score
+
+    @property
+    def box_scores(self) -> np.ndarray:
+        return self.records.scores
+
+
+def records_from_detections(
+    image_paths: dict[int, str], detections: dict[int, tuple[np.ndarray, np.ndarray]], num_joints: int
+) -> PersonRecords:
+    """Person records for detector boxes (no keypoints known); images without detections add nothing."""
+    rows = [(image_id, box, score) for image_id, (boxes, scores) in sorted(detections.items())
+            if image_id in image_paths for box, score in zip(boxes, scores)]
+    n = len(rows)
+    return PersonRecords(
+        [image_paths[r[0]] for r in rows],
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.float64).reshape(n, 4),
+        np.zeros((n, num_joints, 3)),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
+
+
+def pose_boxes(
+    model: nn.Module, cfg: Config, records: PersonRecords, device: torch.device, progress: bool = False
+) -> PosedInstances:
+    """Pose all boxes in batches (flip test per ``cfg.test``); unreadable images are reported and dropped."""
+    kps, done = predict_keypoints(model, records, build_codec(cfg), build_schema(cfg), cfg.test, device,
+                                  workers=cfg.train.workers, padding=cfg.data.padding, on_error="skip",
+                                  progress=progress)
+    keep = np.flatnonzero(done)
+    return PosedInstances(records.subset(keep), kps[keep])
+
+
+def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices kept, their final scores) after rescoring, IoU-NMS and OKS-NMS as ``test`` switches them."""
+    kpt_score = keypoint_instance_score(posed.keypoints[..., 2], test.kpt_score_thr)
+    scores = rescore(posed.box_scores, kpt_score, test.rescoring)
+    keep = np.arange(len(scores))
+    if test.iou_nms and len(keep):
+        keep = keep[iou_nms(posed.records.boxes[keep], scores[keep], test.iou_thr, group=posed.records.image_ids[keep])]
+    if not test.oks_nms:
+        return keep, scores[keep]
+    kept, final = [], []
+    areas = posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
+    image_ids = posed.records.image_ids[keep]
+    for image_id in np.unique(image_ids):
+        idx = keep[image_ids == image_id]
+        if test.soft_oks:
+            sel, new_scores = soft_oks_nms(posed.keypoints[idx], scores[idx], areas[idx], test.oks_thr, sigmas,
+                                           max_dets=test.det_top_k)
+            kept.append(idx[sel])
+            final.append(new_scores)
+        else:
+            sel = oks_nms(posed.keypoints[idx], scores[idx], areas[idx], test.oks_thr, sigmas)
+            kept.append(idx[sel])
+            final.append(scores[idx[sel]])
+    if not kept:
+        return keep[:0], scores[:0]
+    return np.concatenate(kept), np.concatenate(final)
+
+
+def results_for(posed: PosedInstances, index: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """COCO keypoint results of the selected instances. No ``bbox`` field: pycocotools would take the
+    detection area from it instead of from the keypoints, which shifts APm/APl."""
+    return coco_results(posed.records.subset(index), posed.keypoints[index], scores)
+
+
+def image_paths_from_coco(images: list[dict], image_dir: str | Path) -> dict[int, str]:
+    return {int(im["id"]): str(Path(image_dir) / im["file_name"]) for im in images}
