@@ -11,6 +11,8 @@ import numpy as np
 
 from okspose.config import ConfigError, load_config
 from okspose.data.coco import DataError
+from okspose.detection import DetectorWeightsError
+from okspose.engine.runs import BoxSource
 
 EPILOG = "Config values can be overridden after the config path, e.g.: train.epochs=10 model.num_stacks=2"
 
@@ -28,23 +30,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_test(args: argparse.Namespace) -> int:
-    import torch
+def _box_source(args: argparse.Namespace) -> BoxSource:
+    if args.detections:
+        return BoxSource("detections", args.detections)
+    if args.detector:
+        return BoxSource(args.detector, args.detector_weights)
+    return BoxSource("gt")
 
-    from okspose.engine.builders import build_model, build_records, load_model_weights
-    from okspose.engine.evaluate import evaluate_gt_boxes
+
+def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=not allow_gt)
+    if allow_gt:
+        g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
+    g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
+    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    p.add_argument("--detector-weights", metavar="PATH",
+                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from okspose.engine.distributed import cleanup, init_distributed
+    from okspose.engine.runs import run_test
     from okspose.evaluation import format_stats
 
     cfg = load_config(args.config, args.overrides)
-    if args.boxes != "gt":
-        raise SystemExit("only --boxes gt is available in this version")
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_model_weights(build_model(cfg), args.checkpoint).to(device)
-    records = build_records(cfg, "val")
-    out = Path(args.out) if args.out else Path(cfg.train.output_dir) / "results_gt_boxes.json"
-    stats = evaluate_gt_boxes(model, cfg, records, device, out, vis_dir=args.vis, progress=True)
-    print(f"wrote {out}")
-    print(format_stats(stats))
+    source = _box_source(args)
+    default = "results_gt_boxes.json" if source.kind == "gt" else "results.json"
+    out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
+    info = init_distributed(args.device)
+    try:
+        stats = run_test(cfg, args.checkpoint, source, out, info, vis_dir=args.vis)
+    finally:
+        cleanup(info)
+    if stats is not None:
+        print(f"{source.describe()}: wrote {out}")
+        print(format_stats(stats))
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from okspose.engine.distributed import cleanup, init_distributed
+    from okspose.engine.runs import run_ablation_tables
+
+    cfg = load_config(args.config, args.overrides)
+    info = init_distributed(args.device)
+    try:
+        text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt)
+    finally:
+        cleanup(info)
+    if text is not None:
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
     return 0
 
 
@@ -87,6 +125,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from okspose.engine.distributed import cleanup, init_distributed
+    from okspose.predict import collect_inputs, run_predict, split_overrides
+
+    paths, overrides = split_overrides(args.inputs)
+    items, warnings = collect_inputs(paths)  # a missing input stops here, before any work
+    cfg = load_config(args.config, overrides)
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if args.detector_weights and not args.detector:
+        raise ValueError("--detector-weights goes with --detector")
+    if args.detections and not Path(args.detections).is_file():
+        raise FileNotFoundError(f"detections file not found: {args.detections}")
+    source = None if args.whole_image else _box_source(args)
+    info = init_distributed(args.device)
+    try:
+        if info.is_main:
+            for line in warnings:
+                print(f"warning: {line}", file=sys.stderr)
+        summary = run_predict(cfg, args.checkpoint, items, source, args.out, info, draw=not args.no_vis)
+    finally:
+        cleanup(info)
+    if summary is not None:
+        frames = f" and {summary.frames} video frames" if summary.frames else ""
+        print(f"posed {summary.images} images{frames}: {summary.persons} persons")
+        if summary.skipped.total:
+            print(summary.skipped.summary())
+        vis = f", {len(summary.pictures)} pictures in {Path(args.out) / 'vis'}" if summary.pictures else ""
+        print(f"wrote {summary.predictions}, {summary.results}{vis}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
@@ -99,14 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("test", help="pose the val split and print the COCO keypoint stats", epilog=EPILOG)
+    p = sub.add_parser("test", help="pose the val split (GT boxes, a detections file or a detector), print COCO stats",
+                       epilog=EPILOG)
     _add_config(p)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
-    p.add_argument("--boxes", default="gt", choices=["gt"], help="person boxes to pose (gt: ground truth)")
-    p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json)")
-    p.add_argument("--vis", help="folder for pictures of the predicted poses")
+    _add_box_source(p, allow_gt=True)
+    p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json or results.json)")
+    p.add_argument("--vis", metavar="DIR", help="also draw the predicted poses of the first images into DIR")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("ablation", help="the seed's tables: instance scoring, NMS steps, GT boxes (markdown)",
+                       epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
+    _add_box_source(p, allow_gt=False)
+    p.add_argument("--no-gt", action="store_true", help="leave out the ground-truth-box row")
+    p.add_argument("--out", help="also write the markdown to this file")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_ablation)
 
     p = sub.add_parser("eval-results", help="COCO keypoint AP/AR of a results file (pycocotools)")
     p.add_argument("--gt", required=True, help="COCO keypoint annotation file")
@@ -133,6 +214,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="config to use instead of configs/demo_synthetic.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
+        usage="%(prog)s CONFIG --checkpoint CKPT (--detections FILE | --detector {maskrcnn,synthetic} "
+              "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
+        description="Folders give the image and video files directly inside (not recursive). With --detections, "
+                    "an image is matched to the file's image_id by the number its file name stem is "
+                    "(000000000785.jpg -> 785); other images and video frames get no boxes.",
+        epilog=EPILOG)
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("inputs", nargs="+", metavar="PATH... [key=value ...]",
+                   help="images, folders of images, videos (.mp4 .avi .mov .mkv); then config overrides")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
+    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    g.add_argument("--whole-image", action="store_true",
+                   help="each picture is one person (box = the whole picture, score 1): for cropped pictures")
+    p.add_argument("--detector-weights", metavar="PATH",
+                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="gets predictions.json (COCO annotations), results.json (COCO results) and vis/")
+    p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -141,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     np.set_printoptions(precision=3, suppress=True)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, DataError, DetectorWeightsError, FileNotFoundError, ValueError) as err:
         print(f"okspose {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

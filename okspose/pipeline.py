@@ -7,17 +7,20 @@ Posing is the expensive part and the NMS variants are cheap, so :func:`pose_boxe
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from okspose.config import Config, TestConfig
-from okspose.data.coco import PersonRecords
-from okspose.engine.evaluate import coco_results, predict_keypoints
+from okspose.data.coco import DataError, PersonRecords, SkipReport, read_image
+from okspose.detection import Detections, PersonDetector
 from okspose.engine.builders import build_codec, build_schema
+from okspose.engine.evaluate import coco_results, predict_keypoints
 from okspose.postprocess import iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
 
 
@@ -97,3 +100,27 @@ def results_for(posed: PosedInstances, index: np.ndarray, scores: np.ndarray) ->
 
 def image_paths_from_coco(images: list[dict], image_dir: str | Path) -> dict[int, str]:
     return {int(im["id"]): str(Path(image_dir) / im["file_name"]) for im in images}
+
+
+def run_detector(
+    detector: PersonDetector, image_paths: dict[int, str], report: SkipReport, progress: bool = False
+) -> dict[int, Detections]:
+    """Person boxes for every image; an image that fails to decode is reported, counted and skipped."""
+    out: dict[int, Detections] = {}
+    ids = list(image_paths)
+    chunk = max(1, detector.batch_size)
+    bar = tqdm(total=len(ids), desc="detect", unit="img", disable=not progress, leave=False)
+    for start in range(0, len(ids), chunk):
+        batch_ids, images = [], []
+        for image_id in ids[start : start + chunk]:
+            try:
+                images.append(read_image(image_paths[image_id]))
+                batch_ids.append(image_id)
+            except DataError as err:
+                report.add("unreadable image", str(err))
+                print(f"skipping {err}", file=sys.stderr)
+        for image_id, dets in zip(batch_ids, detector.detect(images) if images else []):
+            out[image_id] = dets
+        bar.update(len(ids[start : start + chunk]))
+    bar.close()
+    return out

@@ -70,6 +70,14 @@ class PersonRecords:
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    @classmethod
+    def concat(cls, parts: Sequence[PersonRecords]) -> PersonRecords:
+        return cls(
+            [p for r in parts for p in r.image_paths], np.concatenate([r.image_ids for r in parts]),
+            np.concatenate([r.ann_ids for r in parts]), np.concatenate([r.boxes for r in parts]),
+            np.concatenate([r.keypoints for r in parts]), np.concatenate([r.scores for r in parts]),
+        )
+
     def subset(self, index: Sequence[int] | np.ndarray) -> PersonRecords:
         index = np.asarray(index, dtype=np.int64)
         return PersonRecords(

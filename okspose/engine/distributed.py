@@ -131,3 +131,17 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         else:
             convert_sync_batchnorm(child, device)
     return model
+
+
+def shard(items: list, info: DistInfo) -> list:
+    """This rank's share of ``items`` (every world_size-th item, starting at its rank)."""
+    return items[info.rank :: info.world_size]
+
+
+def gather_lists(items: list, info: DistInfo) -> list:
+    """Concatenation of every rank's ``items`` on every rank (picklable items)."""
+    if not info.distributed:
+        return items
+    parts: list[list] = [[] for _ in range(info.world_size)]
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
