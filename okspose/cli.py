@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "
-                    "(000000000785.jpg -> 785); other images and video frames get no boxes.",
+                    "(000000000785.jpg -> 785); other images and video frames get no boxes. The PATHs and the "
+                    "overrides come in one run: options go before or after them, not between.",
         epilog=EPILOG)
     p.add_argument("config", help="YAML config (see configs/)")
     p.add_argument("inputs", nargs="+", metavar="PATH... [key=value ...]",

@@ -50,8 +50,8 @@ def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> Perso
     if source.kind == "synthetic":
         if not source.path:
             raise ValueError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
-        model = load_synthetic_detector(source.path, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor)
-        return PersonDetector(model=model, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor).to(device)
+        return load_synthetic_detector(source.path, top_k=cfg.test.det_top_k,
+                                       score_floor=cfg.test.det_score_floor).to(device)
     return PersonDetector(source.path, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor).to(device)
 
 

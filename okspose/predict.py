@@ -1,0 +1,522 @@
+"""``okspose predict``: pose every person in image files, folders of images and videos.
+
+Inputs are image files, video files (.mp4 .avi .mov .mkv, decoded with OpenCV) and folders. A folder
+contributes the image and video files directly inside it, in name order; it is not searched
+recursively, because nested folders are more often other datasets, splits or earlier outputs than more of
+the same input. An input that does not exist stops the run before any work; an image that fails to
+decode is reported on stderr, counted and skipped.
+
+Image ids: a still image whose file-name stem is a number gets that number as its id, because COCO
+names its files that way (``000000000785.jpg`` is image 785) and that is how a ``--detections`` file is
+matched to the files. Other images, a later file with an already used number, and every video frame get
+fresh ids above the largest numbered one; a detections file gives them no boxes (with a warning).
+
+Outputs, in the ``out`` folder (JSON written atomically, by rank 0 only under ``torchrun``):
+
+* ``predictions.json``, COCO annotation format, loadable by pycocotools' ``COCO()`` (and usable as
+  pseudo-labels). COCO ground truth only knows visibility flags, so a joint scoring at least
+  ``test.kpt_score_thr`` and lying inside the image gets ``v = 2``; any other gets ``v = 0`` ("not
+  labelled") with ``x = y = 0``, as in COCO, so that no training or evaluation code trusts a guessed
+  joint (and COCO loaders, ours included, reject labelled joints outside the image). Its raw location
+  stays in ``results.json``, and every joint's score is in the annotation's ``keypoint_scores``. ``bbox`` is the
+  posed person box clipped to the image and ``area`` its area (no segmentation exists). Video frames are
+  named ``<video stem>/<frame:06d>.jpg`` (the layout of extracted frames) with ``video`` and
+  ``frame_index`` fields added.
+* ``results.json``, the COCO keypoint results list (``[x, y, score] * K`` and the instance score) that
+  ``okspose test`` writes, in the same order as the annotations of ``predictions.json``.
+* ``vis/<stem>.jpg`` for every image and ``vis/<stem>_pose.mp4`` for every video (mp4v, the input's fps
+  and size, every frame drawn).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from okspose.config import Config
+from okspose.data.coco import DataError, SkipReport, read_image
+from okspose.detection import Detections, PersonDetector, load_detections
+from okspose.engine.builders import build_model, build_schema, load_model_weights
+from okspose.engine.distributed import DistInfo, gather_lists, shard
+from okspose.engine.runs import BoxSource, make_detector
+from okspose.fileio import atomic_write, save_json
+from okspose.keypoints import KeypointSchema
+from okspose.pipeline import pose_boxes, records_from_detections, results_for, run_detector, select_instances
+from okspose.visualize import draw_poses
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+# Images (or frames) posed together: enough to keep the pose batches full, few enough that a long video
+# never holds more than this many decoded frames or temporary frame files at once.
+CHUNK_IMAGES = 64
+DEFAULT_FPS = 25.0  # for videos whose container does not say
+_OVERRIDE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+=")
+
+
+def split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(input paths, ``section.key=value`` overrides) from one positional list.
+
+    argparse cannot end a variable-length positional list where another begins, so both come in one
+    list; an item that looks like an override but names an existing file stays a path.
+    """
+    paths: list[str] = []
+    overrides: list[str] = []
+    for item in items:
+        (overrides if _OVERRIDE.match(item) and not Path(item).exists() else paths).append(item)
+    return paths, overrides
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One image or video to pose."""
+
+    path: Path
+    video: bool
+    image_id: int = -1  # still images only; frames are numbered on rank 0 after posing
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _numeric_stem(path: Path) -> int | None:
+    return int(path.stem) if re.fullmatch(r"[0-9]+", path.stem) else None
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
+
+
+def collect_inputs(paths: Sequence[str | Path]) -> tuple[list[InputItem], list[str]]:
+    """The images and videos to pose, with image ids, and warnings (empty folders, unnumbered names).
+
+    Raises ``FileNotFoundError`` for a missing input and :class:`DataError` for a file that is neither an
+    image nor a video, so a typo costs nothing but the message.
+    """
+    files: list[Path] = []
+    warnings: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"input not found: {path}")
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _kind(p))
+            if not inside:
+                warnings.append(f"{path}: no image or video files directly in this folder")
+            files.extend(inside)
+        elif _kind(path):
+            files.append(path)
+        else:
+            known = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            raise DataError(f"{path}: not an image or video file (known extensions: {known})")
+    seen: set[Path] = set()
+    unique = []
+    for path in files:  # a file named twice (itself and through its folder) is posed once
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    if not unique:
+        raise DataError("no images or videos to pose in " + ", ".join(str(p) for p in paths))
+    numbered: dict[int, int] = {}  # image id -> index of the file that owns it
+    for i, path in enumerate(unique):
+        number = _numeric_stem(path) if _kind(path) == "image" else None
+        if number is not None and number not in numbered:
+            numbered[number] = i
+    owner = {i: number for number, i in numbered.items()}
+    next_id = max(numbered, default=0) + 1
+    items = []
+    for i, path in enumerate(unique):
+        if _kind(path) == "video":
+            items.append(InputItem(path, True))
+        elif i in owner:
+            items.append(InputItem(path, False, owner[i]))
+        else:
+            items.append(InputItem(path, False, next_id))
+            next_id += 1
+    return items, warnings
+
+
+def numbered_ids(items: Sequence[InputItem]) -> set[int]:
+    """Ids that came from a numeric file-name stem: the only ones a detections file can refer to."""
+    return {it.image_id for it in items if not it.video and _numeric_stem(it.path) == it.image_id}
+
+
+# ------------------------------------------------------------------------------------------ videos
+
+
+def read_video(path: Path) -> tuple[float, int, Iterator[np.ndarray]]:
+    """(fps, frame count as the container claims it, BGR frames); a video OpenCV cannot open raises."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise DataError(f"{path}: OpenCV cannot open this video")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    return fps, count, frames()
+
+
+# ----------------------------------------------------------------------------------------- posing
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Where one posed picture came from: input ``item``, ``frame`` index (-1 for a still image)."""
+
+    item: int
+    frame: int
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+
+
+@dataclass
+class PosedImage:
+    """One picture after rescoring and NMS, best person first; small enough to gather across ranks."""
+
+    info: ImageInfo
+    boxes: np.ndarray  # [n, 4] xywh, the posed boxes clipped to the image
+    results: list[dict]  # COCO keypoint results, as pipeline.results_for writes them
+
+
+def _clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    x0 = np.clip(boxes[:, 0], 0, width)
+    y0 = np.clip(boxes[:, 1], 0, height)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).reshape(-1, 4)
+
+
+class _Poser:
+    """Boxes -> poses -> rescoring and NMS, a chunk of pictures at a time."""
+
+    def __init__(self, model: nn.Module, cfg: Config, boxes: BoxSource | None, detections: dict[int, Detections],
+                 detector: PersonDetector | None, device: torch.device) -> None:
+        self.model, self.cfg, self.boxes = model, cfg, boxes
+        self.detections, self.detector, self.device = detections, detector, device
+        self.num_joints = build_schema(cfg).num_joints
+        self.sigmas = np.asarray(build_schema(cfg).sigmas)
+        self.report = SkipReport()
+
+    def skip(self, reason: str, err: Exception) -> None:
+        self.report.add(reason, str(err))
+        print(f"skipping {err}", file=sys.stderr)
+
+    def pose_chunk(self, chunk: list[tuple[ImageInfo, str]]) -> list[PosedImage]:
+        """Pose pictures that are known to decode; ``chunk`` pairs each with a readable image file."""
+        if not chunk:
+            return []
+        paths = {i: path for i, (_, path) in enumerate(chunk)}  # chunk-local ids keep frames apart
+        if self.boxes is None:
+            dets = {i: (np.array([[0.0, 0.0, info.width, info.height]]), np.ones(1))
+                    for i, (info, _) in enumerate(chunk)}
+        elif self.boxes.kind == "detections":
+            dets = {i: self.detections[info.image_id] for i, (info, _) in enumerate(chunk)
+                    if info.frame < 0 and info.image_id in self.detections}
+        else:
+            dets = run_detector(self.detector, paths, self.report)
+        records = records_from_detections(paths, dets, self.num_joints)
+        posed = pose_boxes(self.model, self.cfg, records, self.device)
+        index, scores = select_instances(posed, self.cfg.test, self.sigmas)
+        results = results_for(posed, index, scores)
+        owner = posed.records.image_ids[index]
+        out = []
+        for i, (info, _) in enumerate(chunk):
+            rows = np.flatnonzero(owner == i)
+            rows = rows[np.argsort(-scores[rows], kind="stable")]
+            boxes = _clip_boxes(posed.records.boxes[index[rows]], info.width, info.height)
+            out.append(PosedImage(info, boxes, [results[r] for r in rows]))
+        return out
+
+    def pose_images(self, items: list[tuple[int, InputItem]], bar: tqdm) -> list[PosedImage]:
+        out: list[PosedImage] = []
+        chunk: list[tuple[ImageInfo, str]] = []
+        for index, item in items:
+            try:
+                height, width = read_image(str(item.path)).shape[:2]
+                chunk.append((ImageInfo(index, -1, item.image_id, item.name, width, height), str(item.path)))
+            except DataError as err:
+                self.skip("unreadable image", err)
+                bar.update(1)
+            if len(chunk) == CHUNK_IMAGES:
+                out += self.pose_chunk(chunk)
+                bar.update(len(chunk))
+                chunk = []
+        out += self.pose_chunk(chunk)
+        bar.update(len(chunk))
+        return out
+
+    def pose_video(self, index: int, item: InputItem, bar: tqdm) -> list[PosedImage]:
+        """Every frame, through temporary lossless PNGs: the pose pipeline reads pictures from files, and
+        PNG keeps the posed pixels identical to the drawn ones."""
+        try:
+            _, count, frames = read_video(item.path)
+        except DataError as err:
+            self.skip("unreadable video", err)
+            return []
+        bar.total = (bar.total or 0) + count
+        bar.refresh()
+        out: list[PosedImage] = []
+        with tempfile.TemporaryDirectory(prefix="okspose-frames-") as tmp:
+            chunk: list[tuple[ImageInfo, str]] = []
+            for frame_index, frame in enumerate(frames):
+                path = os.path.join(tmp, f"{frame_index:06d}.png")
+                if not cv2.imwrite(path, frame, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+                    raise OSError(f"cannot write a temporary frame to {tmp}")
+                height, width = frame.shape[:2]
+                name = f"{item.path.stem}/{frame_index:06d}.jpg"
+                chunk.append((ImageInfo(index, frame_index, -1, name, width, height), path))
+                if len(chunk) == CHUNK_IMAGES:
+                    out += self._flush(chunk, bar)
+                    chunk = []
+            out += self._flush(chunk, bar)
+        if not out:
+            self.skip("unreadable video", DataError(f"{item.path}: no frame could be decoded"))
+        return out
+
+    def _flush(self, chunk: list[tuple[ImageInfo, str]], bar: tqdm) -> list[PosedImage]:
+        posed = self.pose_chunk(chunk)
+        for _, path in chunk:
+            os.unlink(path)
+        bar.update(len(chunk))
+        return posed
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+@dataclass
+class PredictSummary:
+    """What a run did, for the closing message."""
+
+    images: int
+    frames: int
+    persons: int
+    skipped: SkipReport
+    predictions: Path
+    results: Path
+    pictures: list[Path]
+
+
+def person_category(schema: KeypointSchema) -> dict:
+    """COCO's person category for ``schema``, skeleton 1-based as in COCO files."""
+    return {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(schema.joints),
+            "skeleton": [[a + 1, b + 1] for a, b in schema.skeleton]}
+
+
+def coco_predictions(posed: list[PosedImage], items: Sequence[InputItem], schema: KeypointSchema,
+                     kpt_thr: float) -> tuple[dict, list[dict]]:
+    """(``predictions.json`` dict, ``results.json`` list) of pictures already sorted and numbered."""
+    images, annotations, results = [], [], []
+    for p in posed:
+        info = p.info
+        image = {"id": info.image_id, "file_name": info.file_name, "width": info.width, "height": info.height}
+        if info.frame >= 0:
+            image.update(video=str(items[info.item].path), frame_index=info.frame)
+        else:
+            image["path"] = str(items[info.item].path)
+        images.append(image)
+        for box, res in zip(p.boxes, p.results):
+            res["image_id"] = info.image_id
+            results.append(res)
+            kp = np.asarray(res["keypoints"], dtype=np.float64).reshape(-1, 3)
+            inside = (kp[:, 0] >= 0) & (kp[:, 0] <= info.width) & (kp[:, 1] >= 0) & (kp[:, 1] <= info.height)
+            good = (kp[:, 2] >= kpt_thr) & inside
+            coco_kp = np.where(good[:, None], np.c_[kp[:, :2], np.full(len(kp), 2.0)], 0.0)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": info.image_id, "category_id": 1, "iscrowd": 0,
+                "keypoints": [round(float(v), 3) if j % 3 < 2 else int(v) for j, v in enumerate(coco_kp.ravel())],
+                "keypoint_scores": [round(float(s), 4) for s in kp[:, 2]],
+                "num_keypoints": int(good.sum()),
+                "bbox": [round(float(v), 2) for v in box],
+                "area": round(float(box[2] * box[3]), 2),
+                "score": res["score"],
+            })
+    return {"images": images, "annotations": annotations, "categories": [person_category(schema)]}, results
+
+
+def _number_frames(posed: list[PosedImage], items: Sequence[InputItem]) -> list[PosedImage]:
+    """Sorted by input then frame, video frames numbered after every still image's id."""
+    posed = sorted(posed, key=lambda p: (p.info.item, p.info.frame))
+    next_id = max((it.image_id for it in items if not it.video), default=0) + 1
+    for p in posed:
+        if p.info.frame >= 0:
+            p.info = dataclasses.replace(p.info, image_id=next_id)
+            next_id += 1
+    return posed
+
+
+def _picture_names(items: Sequence[InputItem]) -> list[str]:
+    """``<stem>.jpg`` / ``<stem>_pose.mp4`` per input, disambiguated when two inputs share a stem."""
+    names, used = [], set()
+    for index, item in enumerate(items):
+        name = f"{item.path.stem}_pose.mp4" if item.video else f"{item.path.stem}.jpg"
+        if name in used:
+            tag = index if item.video else item.image_id
+            name = f"{item.path.stem}_{tag}_pose.mp4" if item.video else f"{item.path.stem}_{tag}.jpg"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, kpt_thr: float) -> np.ndarray:
+    if p is None or not p.results:
+        return image_bgr
+    kps = np.array([r["keypoints"] for r in p.results], dtype=np.float64).reshape(len(p.results), -1, 3)
+    scores = np.array([r["score"] for r in p.results])
+    return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr)
+
+
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise OSError(f"{path}: OpenCV cannot encode the picture")
+    atomic_write(path, lambda f: f.write(data.tobytes()))
+
+
+def _draw_video(item: InputItem, index: int, by_key: dict[tuple[int, int], PosedImage], target: Path,
+                schema: KeypointSchema, kpt_thr: float, bar: tqdm) -> bool:
+    """Re-decode the video and write every frame with its poses; False (with a message) on failure.
+
+    Written to a temporary name and renamed, so a crash never leaves a half-written video behind.
+    """
+    try:
+        fps, _, frames = read_video(item.path)
+    except DataError as err:  # changed on disk since it was posed
+        print(f"cannot draw {err}", file=sys.stderr)
+        return False
+    tmp = target.with_name(f".{target.stem}.tmp.mp4")
+    writer = None
+    try:
+        for frame_index, frame in enumerate(frames):
+            if writer is None:
+                height, width = frame.shape[:2]
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                if not writer.isOpened():
+                    print(f"cannot write {target}: OpenCV has no mp4v video encoder", file=sys.stderr)
+                    return False
+            writer.write(_draw(frame, by_key.get((index, frame_index)), schema, kpt_thr))
+            bar.update(1)
+    finally:
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        return False
+    os.replace(tmp, target)
+    return True
+
+
+def draw_pictures(posed: list[PosedImage], items: Sequence[InputItem], out_dir: Path, schema: KeypointSchema,
+                  kpt_thr: float, progress: bool) -> list[Path]:
+    """One overlay per posed image and one drawn video per posed video, in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_key = {(p.info.item, p.info.frame): p for p in posed}
+    posed_items = {p.info.item for p in posed}
+    names = _picture_names(items)
+    written = []
+    with tqdm(total=len(posed), desc="draw", unit="img", disable=not progress, leave=False) as bar:
+        for index, item in enumerate(items):
+            if index not in posed_items:  # skipped: unreadable
+                continue
+            target = out_dir / names[index]
+            if item.video:
+                if _draw_video(item, index, by_key, target, schema, kpt_thr, bar):
+                    written.append(target)
+                continue
+            try:
+                image = cv2.cvtColor(read_image(str(item.path)), cv2.COLOR_RGB2BGR)
+            except DataError as err:  # changed on disk since it was posed
+                print(f"cannot draw {err}", file=sys.stderr)
+                continue
+            _write_jpeg(target, _draw(image, by_key[(index, -1)], schema, kpt_thr))
+            written.append(target)
+            bar.update(1)
+    return written
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def _merge(reports: list[SkipReport]) -> SkipReport:
+    merged = SkipReport()
+    for r in reports:
+        merged.reasons.update(r.reasons)
+        merged.examples.extend(r.examples[: max(0, 5 - len(merged.examples))])
+    return merged
+
+
+def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], boxes: BoxSource | None,
+                out_dir: str | Path, info: DistInfo, progress: bool = True, draw: bool = True) -> PredictSummary | None:
+    """Pose ``items`` with ``boxes`` (``None``: the whole picture is one person, score 1).
+
+    Under ``torchrun`` each rank poses every world_size-th input (a video stays on one rank) and rank 0
+    gathers the poses, writes the files and draws the pictures; other ranks return ``None``.
+    """
+    out_dir = Path(out_dir)
+    schema = build_schema(cfg)
+    model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
+    det_report = SkipReport()
+    detections: dict[int, Detections] = {}
+    if boxes is not None and boxes.kind == "detections":
+        detections = load_detections(boxes.path, numbered_ids(items), cfg.test.det_score_floor,
+                                     cfg.test.det_top_k, report=det_report)
+        if info.is_main:
+            _warn_unmatched(items, boxes.path)
+    detector = make_detector(boxes, cfg, info.device) if boxes is not None and boxes.kind in (
+        "maskrcnn", "synthetic") else None
+    poser = _Poser(model, cfg, boxes, detections, detector, info.device)
+    mine = shard(list(enumerate(items)), info)
+    stills = [(i, it) for i, it in mine if not it.video]
+    with tqdm(total=len(stills), desc="predict", unit="img", disable=not (progress and info.is_main)) as bar:
+        posed = poser.pose_images(stills, bar)
+        for index, item in mine:
+            if item.video:
+                posed += poser.pose_video(index, item, bar)
+    posed = gather_lists(posed, info)
+    reports = gather_lists([poser.report], info)
+    if not info.is_main:
+        return None
+    posed = _number_frames(posed, items)
+    predictions, results = coco_predictions(posed, items, schema, cfg.test.kpt_score_thr)
+    pred_path, res_path = out_dir / "predictions.json", out_dir / "results.json"
+    save_json(predictions, pred_path)
+    save_json(results, res_path)
+    pictures = draw_pictures(posed, items, out_dir / "vis", schema, cfg.test.kpt_score_thr, progress) if draw else []
+    frames = sum(p.info.frame >= 0 for p in posed)
+    return PredictSummary(len(posed) - frames, frames, len(results), _merge([*reports, det_report]), pred_path,
+                          res_path, pictures)
+
+
+def _warn_unmatched(items: Sequence[InputItem], detections_path: str | None) -> None:
+    """A detections file refers to images by id, so unnumbered images and video frames get no boxes."""
+    numbered = numbered_ids(items)
+    lost = [it.name for it in items if it.video or it.image_id not in numbered]
+    if lost:
+        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        print(f"warning: {len(lost)} input(s) get no boxes from {detections_path}: their ids do not come from a "
+              f"numeric file-name stem (e.g. 000000000785.jpg -> 785), or a video: {shown}", file=sys.stderr)
