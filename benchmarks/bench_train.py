@@ -28,8 +28,8 @@ def _peak_mib() -> float:
 def bench_data(seconds: float) -> dict:
     """Samples/s of one loader worker: decode, augment, one affine warp, heatmap targets."""
     from okspose.config import AugmentConfig
-    from okspose.data.codec import HeatmapCodec
     from okspose.data.coco import TopDownDataset, load_person_records
+    from okspose.data.codec import HeatmapCodec
     from okspose.keypoints import COCO17
 
     records = load_person_records(SHARED / "annotations/person_keypoints_train2017.json", SHARED / "train2017",

@@ -76,7 +76,8 @@ class TestConfig:
     flip_test: bool = True
     decode: Literal["quarter", "parabola"] = "quarter"
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
-    amp: Literal["auto", "none", "bf16", "fp16"] = "none"
+    amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # fp32 ("none") is the accuracy reference
+    fast: bool = False  # BatchNorm folded into the convs + channels_last (same fp32 maths, faster)
     det_top_k: int = 20  # person boxes kept per image (highest scores)
     det_score_floor: float = 0.0  # boxes scoring below this are dropped
     rescoring: Literal["box", "keypoint", "box*keypoint"] = "box*keypoint"  # the instance score

@@ -15,9 +15,9 @@ import torch
 from okspose.config import Config, load_config
 from okspose.data.synthetic import generate_synthetic_coco
 from okspose.engine.builders import build_model, build_records, load_model_weights
-from okspose.engine.evaluate import evaluate_gt_boxes
 from okspose.engine.train import train
 from okspose.evaluation import format_stats
+from okspose.pipeline import evaluate_gt_boxes
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_synthetic.yaml"
 

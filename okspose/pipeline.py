@@ -7,6 +7,7 @@ Posing is the expensive part and the NMS variants are cheap, so :func:`pose_boxe
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ from okspose.config import Config, TestConfig
 from okspose.data.coco import DataError, PersonRecords, SkipReport, read_image
 from okspose.detection import Detections, PersonDetector
 from okspose.engine.builders import build_codec, build_schema
-from okspose.engine.evaluate import coco_results, predict_keypoints
+from okspose.engine.evaluate import coco_results, draw_predictions, predict_keypoints
+from okspose.evaluation import evaluate_keypoints
+from okspose.fileio import save_json
 from okspose.postprocess import iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
 
 
@@ -96,6 +99,31 @@ def results_for(posed: PosedInstances, index: np.ndarray, scores: np.ndarray) ->
     """COCO keypoint results of the selected instances. No ``bbox`` field: pycocotools would take the
     detection area from it instead of from the keypoints, which shifts APm/APl."""
     return coco_results(posed.records.subset(index), posed.keypoints[index], scores)
+
+
+def evaluate_gt_boxes(
+    model: nn.Module,
+    cfg: Config,
+    records: PersonRecords,
+    device: torch.device,
+    results_path: str | Path | None = None,
+    vis_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Pose the ground-truth person boxes, score and OKS-NMS them as ``cfg.test`` says (never IoU-NMS:
+    real people may overlap beyond any IoU threshold), write the results file, and return the COCO
+    stats over the images those persons come from; optionally draw the poses into ``vis_dir``."""
+    schema = build_schema(cfg)
+    posed = pose_boxes(model, cfg, records, device, progress)
+    index, scores = select_instances(posed, dataclasses.replace(cfg.test, iou_nms=False), np.asarray(schema.sigmas))
+    results = results_for(posed, index, scores)
+    if results_path is not None:
+        save_json(results, results_path)
+    if vis_dir is not None:
+        draw_predictions(posed.records.subset(index), posed.keypoints[index], scores, schema, Path(vis_dir),
+                         cfg.test.kpt_score_thr)
+    img_ids = sorted(set(posed.records.image_ids.tolist()))
+    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=img_ids or None)
 
 
 def image_paths_from_coco(images: list[dict], image_dir: str | Path) -> dict[int, str]:

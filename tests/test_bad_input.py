@@ -138,8 +138,8 @@ def test_cli_reports_bad_data_without_traceback(small_set, capsys):
     tmp, image_dir, data = small_set
     bad, ann_id = _corrupt(data, "zero-area box")
     path = _write(tmp, bad)
-    code = main(["train", str(CONFIGS / "coco_mini_tiny.yaml"), f"data.train_ann={path}", f"data.train_images={image_dir}",
-                 f"train.output_dir={tmp / 'run'}"])
+    code = main(["train", str(CONFIGS / "coco_mini_tiny.yaml"), f"data.train_ann={path}",
+                 f"data.train_images={image_dir}", f"train.output_dir={tmp / 'run'}"])
     err = capsys.readouterr().err
     assert code == 2 and "zero-area box" in err and str(ann_id) in err and "Traceback" not in err
 

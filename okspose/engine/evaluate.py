@@ -1,4 +1,4 @@
-"""Top-down evaluation with given person boxes: crops -> heatmaps -> image keypoints -> COCO results."""
+"""Posing given person boxes: crops -> heatmaps -> image keypoints; COCO results records; pictures."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from okspose.config import Config, TestConfig
+from okspose.config import TestConfig
 from okspose.data.coco import PersonRecords, TopDownDataset, collate_skipping, read_image
 from okspose.data.codec import HeatmapCodec
 from okspose.data.transforms import crop_to_image
-from okspose.evaluation import evaluate_keypoints
-from okspose.fileio import save_json
-from okspose.inference import normalize_images, predict_heatmaps, resolve_amp
-from okspose.keypoints import KeypointSchema, get_schema
+from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
+from okspose.keypoints import KeypointSchema
 from okspose.visualize import draw_poses, make_grid
 
 
@@ -41,6 +39,8 @@ def predict_keypoints(
                         collate_fn=collate_skipping, pin_memory=device.type == "cuda")
     amp_dtype = resolve_amp(test_cfg.amp, device)
     flip_index = schema.flip_index() if test_cfg.flip_test else None
+    if test_cfg.fast:
+        model = optimize_for_inference(model, device)
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     out = np.zeros((len(records), schema.num_joints, 3))
     done = np.zeros(len(records), dtype=bool)
@@ -61,15 +61,6 @@ def predict_keypoints(
     return out, done
 
 
-def instance_scores(keypoints: np.ndarray, box_scores: np.ndarray, kpt_thr: float) -> np.ndarray:
-    """Box score x mean of the joint maxima above ``kpt_thr`` (0 when none is): the seed's rescoring."""
-    conf = keypoints[..., 2]
-    above = conf > kpt_thr
-    count = above.sum(-1)
-    mean = np.where(count > 0, (conf * above).sum(-1) / np.maximum(count, 1), 0.0)
-    return box_scores * mean
-
-
 def coco_results(
     records: PersonRecords, keypoints: np.ndarray, scores: np.ndarray, category_id: int = 1
 ) -> list[dict]:
@@ -83,34 +74,6 @@ def coco_results(
         }
         for image_id, kp, score in zip(records.image_ids, keypoints, scores)
     ]
-
-
-def evaluate_gt_boxes(
-    model: nn.Module,
-    cfg: Config,
-    records: PersonRecords,
-    device: torch.device,
-    results_path: str | Path | None = None,
-    vis_dir: str | Path | None = None,
-    progress: bool = False,
-) -> dict[str, float]:
-    """Pose every ground-truth person box, write the results file, return the COCO keypoint stats
-    over the images those persons come from; optionally draw the predictions into ``vis_dir``."""
-    schema = get_schema(cfg.data.schema)
-    codec = HeatmapCodec(tuple(cfg.data.input_size), tuple(cfg.data.heatmap_size), cfg.data.sigma)
-    kps, done = predict_keypoints(model, records, codec, schema, cfg.test, device, workers=cfg.train.workers,
-                                  padding=cfg.data.padding, on_error=cfg.data.on_error, progress=progress)
-    records, kps = records.subset(np.flatnonzero(done)), kps[done]
-    scores = instance_scores(kps, records.scores, cfg.test.kpt_score_thr)
-    results = coco_results(records, kps, scores)
-    if results_path is not None:
-        save_json(results, results_path)
-    if vis_dir is not None:
-        draw_predictions(records, kps, scores, schema, Path(vis_dir), cfg.test.kpt_score_thr)
-    img_ids = sorted(set(records.image_ids.tolist()))
-    if not img_ids:
-        return evaluate_keypoints(cfg.data_path("val_ann"), [])
-    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=img_ids)
 
 
 def draw_predictions(

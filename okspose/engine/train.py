@@ -31,10 +31,10 @@ from okspose.engine.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
-from okspose.engine.evaluate import evaluate_gt_boxes
 from okspose.fileio import atomic_write, load_checkpoint, save_checkpoint
 from okspose.inference import autocast, normalize_images, resolve_amp
 from okspose.loss import JointsMSELoss
+from okspose.pipeline import evaluate_gt_boxes
 
 
 @dataclass
