@@ -121,7 +121,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from okspose.demo import run_demo
 
-    run_demo(Path(args.out), config=args.config, overrides=args.overrides)
+    run_demo(Path(args.out), config=args.config, overrides=args.overrides, with_detector=not args.no_detector)
     return 0
 
 
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures")
     p.add_argument("--out", default="work/demo", help="working folder")
     p.add_argument("--config", default=None, help="config to use instead of configs/demo_synthetic.yaml")
+    p.add_argument("--no-detector", action="store_true", help="skip the detector: ground-truth boxes only")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
     p.set_defaults(func=cmd_demo)
 

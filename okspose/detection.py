@@ -12,12 +12,16 @@ Three sources of person boxes share one output format, ``{image_id: (boxes_xywh 
 
 Both defaults, ``top_k=20`` and ``score_floor=0.0``, keep low-scoring boxes on purpose: the COCO
 keypoint metric ranks poses by score, so an extra low-score box costs little precision but can add
-a person that would otherwise be missed. Raise ``score_floor`` to save pose-network time instead.
+a person that would otherwise be missed (the sample AP_H 56 file goes down to 0.003). Raise
+``score_floor`` to save pose-network time instead. A model's own post-processing still drops boxes
+under ``MIN_CANDIDATE_SCORE`` (0.001).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import time
@@ -28,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
+from pycocotools.cocoeval import COCOeval
 from torch import nn
 from torchvision.models.detection import (
     FCOS,
@@ -41,11 +47,16 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image
+from okspose.evaluation import load_coco
 from okspose.fileio import save_checkpoint
 
 DEFAULT_TOP_K = 20
 DEFAULT_SCORE_FLOOR = 0.0
 PERSON_LABEL = 1  # COCO's person category id, and the first foreground class of a 2-class detector
+# Scores a model's own post-processing drops whatever score_floor says: with a floor of 0, Mask R-CNN
+# runs NMS over every proposal x 90 classes (~90k boxes), which cost 3 s of CPU per image in our
+# measurement, for boxes nobody would pose.
+MIN_CANDIDATE_SCORE = 1e-3
 COCO_WEIGHTS = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
 
 Detections = tuple[np.ndarray, np.ndarray]  # (boxes xywh [n, 4] float64, scores [n] float64)
@@ -219,8 +230,8 @@ class PersonDetector(nn.Module):
         if model is None:
             state = _read_state_dict(Path(weights_path)) if weights_path is not None else \
                 _coco_state_dict(allow_download)
-            model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-                                          box_detections_per_img=per_image, box_score_thresh=score_floor)
+            model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_detections_per_img=per_image,
+                                          box_score_thresh=max(score_floor, MIN_CANDIDATE_SCORE))
             try:
                 model.load_state_dict(state)
             except RuntimeError as err:
@@ -230,7 +241,7 @@ class PersonDetector(nn.Module):
             # Only boxes are needed; pasting up to 100 full-image masks per picture is pure CPU cost.
             model.roi_heads.mask_roi_pool = model.roi_heads.mask_head = model.roi_heads.mask_predictor = None
         else:
-            _set_postprocess(model, score_floor, per_image)
+            _set_postprocess(model, max(score_floor, MIN_CANDIDATE_SCORE), per_image)
         self.model = model.eval()
 
     @torch.inference_mode()
@@ -312,7 +323,7 @@ def build_synthetic_detector(arch: str = "fcos", image_size: tuple[int, int] = (
         # Point "anchors" one stride wide: level 0 takes people up to 64 px (8 x its size), level 1 the rest.
         anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,), (1.0,)))
         head = FCOSHead(backbone.out_channels, 1, num_classes=2, num_convs=2)
-        return FCOS(backbone, num_classes=2, anchor_generator=anchors, head=head, score_thresh=DEFAULT_SCORE_FLOOR,
+        return FCOS(backbone, num_classes=2, anchor_generator=anchors, head=head, score_thresh=MIN_CANDIDATE_SCORE,
                     detections_per_img=DEFAULT_TOP_K, topk_candidates=200, **resize)
     if arch == "frcnn":
         anchors = AnchorGenerator(sizes=((16, 32), (64, 128)), aspect_ratios=((1.0, 2.0, 3.0),) * 2)
@@ -323,7 +334,7 @@ def build_synthetic_detector(arch: str = "fcos", image_size: tuple[int, int] = (
             rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
             rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
             rpn_batch_size_per_image=128, box_batch_size_per_image=64,
-            box_score_thresh=DEFAULT_SCORE_FLOOR, box_detections_per_img=DEFAULT_TOP_K, **resize,
+            box_score_thresh=MIN_CANDIDATE_SCORE, box_detections_per_img=DEFAULT_TOP_K, **resize,
         )
     raise ValueError(f"unknown synthetic detector {arch!r}; choose from {SYNTHETIC_ARCHS}")
 
@@ -371,7 +382,7 @@ def train_synthetic_detector(
     *,
     arch: str = "fcos",
     scale: float = 0.5,
-    steps: int = 1200,
+    steps: int = 1000,
     batch_size: int = 8,
     lr: float = 2e-3,
     seed: int = 0,
@@ -467,35 +478,34 @@ def load_synthetic_detector(path: str | Path, top_k: int = DEFAULT_TOP_K,
 # ------------------------------------------------------------------------------------------ quality
 
 
-def box_quality(detections: dict[int, Detections], ann_file: str | Path, iou: float = 0.5) -> dict[str, float]:
+def box_quality(detections: dict[int, Detections], ann_file: str | Path, iou: float = 0.5,
+                verbose: bool = False) -> dict[str, float]:
     """Person box AP (COCOeval, iouType="bbox") and recall at ``iou`` of ``detections`` against GT.
 
     Recall matches each detection, best score first, to the unmatched non-crowd person it overlaps most,
-    so one box cannot count for two people.
+    so one box cannot count for two people. Detections of images not in ``ann_file`` are ignored.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    from pycocotools.mask import iou as box_iou
-
-    gt = COCO(str(ann_file))
-    results = [{"image_id": int(i), "category_id": 1, "bbox": b.tolist(), "score": float(s)}
-               for i, (boxes, scores) in detections.items() for b, s in zip(boxes, scores)]
-    stats = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
-    if results:
-        ev = COCOeval(gt, gt.loadRes(results), iouType="bbox")
-        ev.params.catIds = [1]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        stats = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        gt = load_coco(ann_file)
+        ids = set(gt.getImgIds())
+        results = [{"image_id": int(i), "category_id": 1, "bbox": b.tolist(), "score": float(s)}
+                   for i, (boxes, scores) in detections.items() if i in ids for b, s in zip(boxes, scores)]
+        stats = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+        if results:  # pycocotools cannot load an empty result list
+            ev = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+            ev.params.catIds = [1]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            stats = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
     found = total = 0
-    for image_id in gt.getImgIds():
+    for image_id in ids:
         people = [a["bbox"] for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, catIds=[1], iscrowd=False))]
         total += len(people)
         boxes = detections.get(image_id, (np.zeros((0, 4)), np.zeros(0)))[0]
         if not people or not len(boxes):
             continue
-        overlap = box_iou(boxes.tolist(), people, [0] * len(people))  # [dets, people]
+        overlap = mask_utils.iou(boxes.tolist(), people, [0] * len(people))  # [dets, people]
         free = np.ones(len(people), bool)
         for row in overlap:
             j = int(np.argmax(np.where(free, row, -1)))
