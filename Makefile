@@ -4,14 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean setup
+.PHONY: demo test lint bench clean setup
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=... to another 3.11+)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
@@ -20,9 +19,6 @@ demo: $(STAMP)
 	$(VENV)/bin/okspose demo --out work/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
-
-test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -30,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_pose.py
+	$(PY) benchmarks/bench_oks_nms.py
 
 clean:
 	rm -rf $(VENV) work runs .pytest_cache
