@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import math
 import time
 from collections import OrderedDict
@@ -46,7 +45,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image
+from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image, read_json
 from okspose.evaluation import load_coco
 from okspose.fileio import save_checkpoint
 
@@ -97,12 +96,7 @@ def load_detections(
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: detections file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, "detections")
     if not isinstance(data, list):
         raise DataError(f"{path}: not a COCO results file (expected a JSON list of detections, "
                         f"got {type(data).__name__})")

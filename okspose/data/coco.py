@@ -86,15 +86,20 @@ class PersonRecords:
         )
 
 
-def read_annotation_file(path: str | Path) -> dict:
-    """The raw COCO dict, with a :class:`DataError` naming the file when it is missing or malformed."""
+def read_json(path: str | Path, what: str) -> object:
+    """Parsed JSON, with a :class:`DataError` naming the file when it is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
+        raise DataError(f"{path}: {what} file not found")
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_annotation_file(path: str | Path) -> dict:
+    """The raw COCO dict, with a :class:`DataError` naming the file when it is missing or malformed."""
+    data = read_json(path, "annotation")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
         data.get("annotations"), list
     ):
