@@ -1,4 +1,4 @@
-"""The ``okspose`` command line: train, test, eval-results, model-info, make-synthetic, demo."""
+"""The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo."""
 
 from __future__ import annotations
 

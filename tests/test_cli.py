@@ -16,7 +16,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "test", "eval-results", "model-info", "make-synthetic", "demo"):
+    for command in ("train", "test", "ablation", "predict", "eval-results", "model-info", "make-synthetic", "demo"):
         assert command in out
 
 
