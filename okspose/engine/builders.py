@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from okspose.config import Config
@@ -43,7 +42,3 @@ def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
     state = load_checkpoint(path)
     model.load_state_dict(state.get("model", state))
     return model
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
