@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COCO_MINI, SHARED_DATA
 
 from okspose.evaluation import (
     STAT_NAMES,
@@ -18,9 +18,9 @@ from okspose.evaluation import (
     load_results,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VAL_JSON = DATA / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
-SAMPLES = DATA / "samples" / "coco"
+DATA = SHARED_DATA
+VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
+SAMPLES = SHARED_DATA / "samples" / "coco"
 
 pytestmark = pytest.mark.skipif(not VAL_JSON.is_file(), reason=f"shared data not found at {DATA}")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COCO_MINI, SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,10 +29,10 @@ from okspose.postprocess import (
     soft_oks_nms,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VAL_JSON = DATA / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
-SAMPLES = DATA / "samples" / "coco"
-PEER_FAKE = Path(__file__).resolve().parents[2] / "shared" / "peers" / "make_fake_results.py"
+DATA = SHARED_DATA
+VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
+SAMPLES = SHARED_DATA / "samples" / "coco"
+PEER_FAKE = SHARED_DATA.parent / "peers" / "make_fake_results.py"
 SIGMAS = np.array(COCO17.sigmas)
 K = COCO17.num_joints
 
