@@ -245,13 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: Exception) -> str:
+    """The error's own words; an error re-raised from a DataLoader worker carries the worker's traceback,
+    whose last line is the original ``module.Class: message``."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     np.set_printoptions(precision=3, suppress=True)
     try:
         return args.func(args)
     except (ConfigError, DataError, DetectorWeightsError, FileNotFoundError, ValueError) as err:
-        print(f"okspose {args.command}: error: {err}", file=sys.stderr)
+        print(f"okspose {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

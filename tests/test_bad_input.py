@@ -147,3 +147,15 @@ def test_cli_reports_bad_data_without_traceback(small_set, capsys):
 def test_cli_bad_config_key(capsys):
     assert main(["model-info", str(CONFIGS / "coco_mini_tiny.yaml"), "model.stacks=3"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_cli_undecodable_image_in_a_loader_worker(small_set, capsys):
+    """An image that breaks mid-epoch inside a DataLoader worker still ends in one clear line."""
+    tmp, image_dir, data = small_set
+    victim = image_dir / data["images"][0]["file_name"]
+    victim.write_bytes(victim.read_bytes()[:1000])
+    code = main(["train", str(CONFIGS / "coco_mini_tiny.yaml"), f"data.train_ann={_write(tmp, data)}",
+                 f"data.train_images={image_dir}", f"train.output_dir={tmp / 'run'}", "train.workers=1",
+                 "train.epochs=1", "train.progress=false", "model.num_features=16"])
+    err = capsys.readouterr().err
+    assert code == 2 and victim.name in err and "truncated" in err and "Traceback" not in err
