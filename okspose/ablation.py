@@ -13,7 +13,7 @@ import numpy as np
 
 from okspose.config import TestConfig
 from okspose.evaluation import evaluate_keypoints
-from okspose.pipeline import PosedInstances, results_for, select_instances
+from okspose.pipeline import PosedInstances, gt_box_settings, results_for, select_instances
 
 COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -56,10 +56,8 @@ def run_ablation(
     for row in ROWS:
         out.append((row, evaluate_variant(detected, dataclasses.replace(test, **row.changes), sigmas, gt, img_ids)))
     if gt_boxes is not None:
-        # No IoU-NMS on ground-truth boxes: real people overlapping that much must all stay.
         gt_row = AblationRow("Boxes", "ground-truth boxes", {"iou_nms": False})
-        out.append((gt_row, evaluate_variant(gt_boxes, dataclasses.replace(test, iou_nms=False), sigmas, gt,
-                                             img_ids)))
+        out.append((gt_row, evaluate_variant(gt_boxes, gt_box_settings(test), sigmas, gt, img_ids)))
     return out
 
 

@@ -101,6 +101,12 @@ def results_for(posed: PosedInstances, index: np.ndarray, scores: np.ndarray) ->
     return coco_results(posed.records.subset(index), posed.keypoints[index], scores)
 
 
+def gt_box_settings(test: TestConfig) -> TestConfig:
+    """``test`` for ground-truth boxes: OKS-NMS at most, never IoU-NMS, since real people may overlap
+    beyond any IoU threshold."""
+    return dataclasses.replace(test, iou_nms=False)
+
+
 def evaluate_gt_boxes(
     model: nn.Module,
     cfg: Config,
@@ -110,12 +116,12 @@ def evaluate_gt_boxes(
     vis_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Pose the ground-truth person boxes, score and OKS-NMS them as ``cfg.test`` says (never IoU-NMS:
-    real people may overlap beyond any IoU threshold), write the results file, and return the COCO
+    """Pose the ground-truth person boxes, score and suppress them with :func:`gt_box_settings`, write
+    the results file, and return the COCO
     stats over the images those persons come from; optionally draw the poses into ``vis_dir``."""
     schema = build_schema(cfg)
     posed = pose_boxes(model, cfg, records, device, progress)
-    index, scores = select_instances(posed, dataclasses.replace(cfg.test, iou_nms=False), np.asarray(schema.sigmas))
+    index, scores = select_instances(posed, gt_box_settings(cfg.test), np.asarray(schema.sigmas))
     results = results_for(posed, index, scores)
     if results_path is not None:
         save_json(results, results_path)

@@ -6,7 +6,6 @@ Under ``torchrun`` the images are sharded across ranks and the results gathered 
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from okspose.ablation import format_ablation, run_ablation
-from okspose.config import Config, TestConfig
+from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
 from okspose.detection import PersonDetector, load_detections, load_synthetic_detector
 from okspose.engine.builders import build_model, build_records, build_schema, load_model_weights
@@ -25,6 +24,7 @@ from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json
 from okspose.pipeline import (
     PosedInstances,
+    gt_box_settings,
     image_paths_from_coco,
     pose_boxes,
     records_from_detections,
@@ -93,7 +93,7 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
     report = SkipReport()
     if source.kind == "gt":
         posed = gt_instances(model, cfg, set(image_paths), info.device, progress)
-        index, scores = select_instances(posed, _no_iou_nms(cfg), np.asarray(build_schema(cfg).sigmas))
+        index, scores = select_instances(posed, gt_box_settings(cfg.test), np.asarray(build_schema(cfg).sigmas))
     else:
         posed = detected_instances(model, cfg, source, image_paths, info.device, report, progress)
         index, scores = select_instances(posed, cfg.test, np.asarray(build_schema(cfg).sigmas))
@@ -108,11 +108,6 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
         print(f"boxes: {line}", file=sys.stderr)
     save_json(results, out)
     return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=all_ids)
-
-
-def _no_iou_nms(cfg: Config) -> TestConfig:
-    """Ground-truth boxes get OKS-NMS at most: real people may overlap beyond any IoU threshold."""
-    return dataclasses.replace(cfg.test, iou_nms=False)
 
 
 def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
