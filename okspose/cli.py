@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.config import ConfigError, load_config
-from okspose.data.coco import DataError
-from okspose.detection import DetectorWeightsError
+from okspose.config import load_config
 from okspose.engine.runs import BoxSource
+from okspose.errors import OksposeError
 
 EPILOG = "Config values can be overridden after the config path, e.g.: train.epochs=10 model.num_stacks=2"
 
@@ -95,7 +94,7 @@ def cmd_eval_results(args: argparse.Namespace) -> int:
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
-    from okspose.engine.builders import build_model
+    from okspose.builders import build_model
     from okspose.models.complexity import measure_complexity
 
     cfg = load_config(args.config, args.overrides)
@@ -259,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     np.set_printoptions(precision=3, suppress=True)
     try:
         return args.func(args)
-    except (ConfigError, DataError, DetectorWeightsError, FileNotFoundError, ValueError) as err:
+    except (OksposeError, FileNotFoundError, ValueError) as err:
         print(f"okspose {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from okspose.errors import ConfigError
+
 
 @dataclass
 class DataConfig:
@@ -102,10 +104,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

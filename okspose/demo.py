@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
+from okspose.builders import build_model, build_records, load_model_weights
 from okspose.config import Config, load_config
 from okspose.data.synthetic import generate_synthetic_coco
 from okspose.detection import train_synthetic_detector
-from okspose.engine.builders import build_model, build_records, load_model_weights
 from okspose.engine.distributed import DistInfo
 from okspose.engine.runs import BoxSource, run_ablation_tables, run_test
 from okspose.engine.train import train

@@ -46,6 +46,7 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image, read_json
+from okspose.errors import OksposeError
 from okspose.evaluation import load_coco
 from okspose.fileio import save_checkpoint
 
@@ -61,7 +62,7 @@ COCO_WEIGHTS = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
 Detections = tuple[np.ndarray, np.ndarray]  # (boxes xywh [n, 4] float64, scores [n] float64)
 
 
-class DetectorWeightsError(RuntimeError):
+class DetectorWeightsError(OksposeError):
     """Detector weights that are missing, unreadable or do not fit the model; says how to get them."""
 
 

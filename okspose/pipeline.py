@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from okspose.builders import build_codec, build_schema
 from okspose.config import Config, TestConfig
 from okspose.data.coco import DataError, PersonRecords, SkipReport, read_image
 from okspose.detection import Detections, PersonDetector
-from okspose.engine.builders import build_codec, build_schema
 from okspose.engine.evaluate import coco_results, draw_predictions, predict_keypoints
 from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json

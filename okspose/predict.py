@@ -45,10 +45,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from okspose.builders import build_model, build_schema, load_model_weights
 from okspose.config import Config
 from okspose.data.coco import DataError, SkipReport, read_image
 from okspose.detection import Detections, PersonDetector, load_detections
-from okspose.engine.builders import build_model, build_schema, load_model_weights
 from okspose.engine.distributed import DistInfo, gather_lists, shard
 from okspose.engine.runs import BoxSource, make_detector
 from okspose.fileio import atomic_write, save_json

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from conftest import CONFIGS
 
+from okspose.builders import build_codec, build_model, build_records, build_schema, load_model_weights
 from okspose.cli import main
 from okspose.config import load_config
-from okspose.engine.builders import build_codec, build_model, build_records, build_schema, load_model_weights
 from okspose.engine.evaluate import predict_keypoints
 from okspose.evaluation import evaluate_keypoints
 

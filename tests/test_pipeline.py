@@ -13,9 +13,9 @@ from conftest import CONFIGS, SHARED_DATA
 from pycocotools.coco import COCO
 
 from okspose.ablation import ROWS
+from okspose.builders import build_model
 from okspose.cli import main
 from okspose.config import load_config
-from okspose.engine.builders import build_model
 from okspose.fileio import save_checkpoint
 
 SAMPLES = SHARED_DATA / "samples" / "coco"

@@ -15,9 +15,9 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from pycocotools.coco import COCO
 
+from okspose.builders import build_model
 from okspose.cli import main
 from okspose.config import load_config
-from okspose.engine.builders import build_model
 from okspose.fileio import save_checkpoint
 from okspose.keypoints import COCO17
 from okspose.predict import split_overrides

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import CONFIGS
 
+from okspose.builders import build_model
 from okspose.config import load_config
-from okspose.engine.builders import build_model
 from okspose.engine.train import train
 from okspose.fileio import load_checkpoint
 

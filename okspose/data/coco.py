@@ -24,13 +24,10 @@ from torch.utils.data import Dataset, default_collate
 from okspose.config import AugmentConfig
 from okspose.data.codec import HeatmapCodec
 from okspose.data.transforms import apply_affine, box_to_center_scale, crop_affine
+from okspose.errors import DataError
 from okspose.keypoints import KeypointSchema
 
 OnError = Literal["raise", "skip"]
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file and the record."""
 
 
 @dataclass

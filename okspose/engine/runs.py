@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from okspose.ablation import format_ablation, run_ablation
+from okspose.builders import build_model, build_records, build_schema, load_model_weights
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
 from okspose.detection import PersonDetector, load_detections, load_synthetic_detector
-from okspose.engine.builders import build_model, build_records, build_schema, load_model_weights
 from okspose.engine.distributed import DistInfo, gather_lists, shard
 from okspose.engine.evaluate import draw_predictions
 from okspose.evaluation import evaluate_keypoints

@@ -20,9 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from okspose.builders import build_codec, build_model, build_records, build_schema
 from okspose.config import Config
 from okspose.data.coco import SkipReport, TopDownDataset, collate_skipping
-from okspose.engine.builders import build_codec, build_model, build_records, build_schema
 from okspose.engine.distributed import (
     DistInfo,
     all_reduce_sum,

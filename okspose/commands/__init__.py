@@ -1,0 +1,1 @@
+"""What each CLI command does, end to end (floor 4: imports anything below, nothing imports it but cli.py)."""
