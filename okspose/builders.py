@@ -9,6 +9,7 @@ from torch import nn
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, load_person_records
 from okspose.data.codec import HeatmapCodec
+from okspose.data.selection import SelectionRule, select_records
 from okspose.fileio import load_checkpoint
 from okspose.keypoints import KeypointSchema, get_schema
 from okspose.models.hourglass import StackedHourglass
@@ -33,6 +34,8 @@ def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> 
         cfg.data_path(f"{split}_ann"), cfg.data_path(f"{split}_images"), build_schema(cfg),
         cfg.data.on_error, report,
     )
+    if split == "train" and cfg.data.selection:
+        records = select_records(records, SelectionRule.from_config(cfg.data))
     limit = cfg.data.max_train_persons if split == "train" else cfg.data.max_val_persons
     return records.subset(range(min(limit, len(records)))) if limit > 0 else records
 

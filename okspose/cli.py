@@ -1,4 +1,5 @@
-"""The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo."""
+"""The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo,
+select-data."""
 
 from __future__ import annotations
 
@@ -156,6 +157,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select_data(args: argparse.Namespace) -> int:
+    from okspose.commands.select_data import run_select_data
+    from okspose.data.selection import SelectionRule
+
+    base = SelectionRule.literal() if args.literal else SelectionRule()
+    rule = SelectionRule(args.s if args.s is not None else base.s, args.area or base.area,
+                         tuple(args.line) if args.line else base.line, args.aspect_ratio, args.padding)
+    r = run_select_data(args.gt, args.out, rule, plot=args.plot, report=args.report, images=args.images)
+    print(f"judged {r['persons']} persons: kept {r['kept']}, dropped {r['dropped']} "
+          f"({100 * r['dropped'] / max(r['persons'], 1):.2f} %); {r['not_judged']} other annotations passed through")
+    print(f"wrote {args.out}" + "".join(f", {p}" for p in (args.report, args.plot) if p))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
@@ -241,6 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("select-data", help="drop persons whose keypoints sit far from their box (the seed's "
+                       "data selection): filtered COCO file, report, (ks, n) plot")
+    p.add_argument("--gt", required=True, help="COCO keypoint annotation file (.json or .json.gz)")
+    p.add_argument("--out", required=True, help="filtered COCO file (.json, or .json.gz to gzip it)")
+    p.add_argument("--plot", metavar="PNG", help="(ks, n) histogram with the line, and dropped examples")
+    p.add_argument("--report", metavar="FILE", help="JSON report: kept/dropped by number of labeled keypoints")
+    p.add_argument("--images", metavar="DIR", help="the images of --gt: draw dropped persons in the plot")
+    p.add_argument("--s", type=float, help="ks falloff s (default 0.2; 1 with --literal)")
+    p.add_argument("--area", choices=["padded", "box"],
+                   help="padded: box at the input aspect ratio x padding (default); box: raw box area")
+    p.add_argument("--line", type=float, nargs=4, metavar=("KS0", "N0", "KS1", "N1"),
+                   help="the line's two points (default 0.45 1 0.65 17)")
+    p.add_argument("--aspect-ratio", type=float, default=0.75,
+                   help="input width/height for the padded area (default 0.75: HRNet's 192x256)")
+    p.add_argument("--padding", type=float, default=1.25, help="crop padding for the padded area")
+    p.add_argument("--literal", action="store_true", help="the slide's formula taken literally: s=1, raw box area")
+    p.set_defaults(func=cmd_select_data)
     return parser
 
 

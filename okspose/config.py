@@ -18,6 +18,19 @@ from okspose.errors import ConfigError
 
 
 @dataclass
+class DatasetConfig:
+    """One training data set of a mixed run (``data.datasets``); paths are joined to ``root``."""
+
+    name: str = ""
+    format: Literal["coco", "aic", "aic-coco"] = "coco"  # aic: the original AI Challenger layout
+    schema: str = ""  # keypoint schema of the file; "" = coco17 for coco, aic14 for aic and aic-coco
+    root: str = ""
+    ann: str = ""
+    images: str = ""
+    weight: float = 1.0  # share of each epoch's samples drawn from this set, relative to the others
+
+
+@dataclass
 class DataConfig:
     root: str = ""  # folder the relative paths below are joined to (relative: from the working directory)
     train_ann: str = "annotations/person_keypoints_train2017.json"
@@ -32,6 +45,11 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"  # bad data: stop with a message, or count and skip
     max_train_persons: int = 0  # >0: use only the first N training persons (tests, overfitting)
     max_val_persons: int = 0
+    selection: bool = False  # drop training persons whose keypoints sit far from their box (select-data's rule)
+    selection_s: float = 0.2
+    selection_area: Literal["padded", "box"] = "padded"  # padded: box at the input aspect ratio x padding
+    selection_line: tuple[float, float, float, float] = (0.45, 1.0, 0.65, 17.0)  # (ks0, n0, ks1, n1)
+    datasets: tuple[DatasetConfig, ...] = ()  # several training sets mixed by weight (empty: train_ann only)
 
 
 @dataclass
@@ -107,6 +125,8 @@ class Config:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):  # e.g. the items of data.datasets
+        return _build(tp, value, where)
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):

@@ -8,6 +8,7 @@ records are built, so a long epoch never dies half-way on them.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections import Counter
@@ -84,13 +85,15 @@ class PersonRecords:
 
 
 def read_json(path: str | Path, what: str) -> object:
-    """Parsed JSON, with a :class:`DataError` naming the file when it is missing or not JSON."""
+    """Parsed JSON (``.json`` or gzipped ``.json.gz``), with a :class:`DataError` naming the file when it
+    is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None
 
 
@@ -138,8 +141,19 @@ def load_person_records(
 
     Images are checked to exist here; whether they decode is checked when they are read.
     """
+    return records_from_coco(read_annotation_file(ann_file), ann_file, image_dir, schema, on_error, report)
+
+
+def records_from_coco(
+    data: dict,
+    ann_file: str | Path,
+    image_dir: str | Path,
+    schema: KeypointSchema,
+    on_error: OnError = "raise",
+    report: SkipReport | None = None,
+) -> PersonRecords:
+    """:func:`load_person_records` on an already parsed COCO dict; ``ann_file`` names it in messages."""
     report = report if report is not None else SkipReport()
-    data = read_annotation_file(ann_file)
     image_dir = Path(image_dir)
     images = {}
     for img in data["images"]:
