@@ -1,0 +1,109 @@
+"""Mixed data sets: the sampler's proportions, determinism and DDP shards; a joint COCO + AIC training
+step in which the joints AIC does not label get exactly zero gradient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONFIGS, SHARED_DATA
+
+from okspose.builders import build_model
+from okspose.config import load_config
+from okspose.data.coco import collate_skipping
+from okspose.data.mixed import MixedSampler, build_train_dataset, mixed_sampler
+from okspose.errors import ConfigError
+from okspose.keypoints import COCO17
+from okspose.loss import JointsMSELoss
+
+AIC_SAMPLES = SHARED_DATA / "samples" / "aic"
+FACE = [COCO17.joints.index(n) for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
+
+
+def test_sampler_draws_sets_in_the_configured_proportions() -> None:
+    sizes, weights = [100, 30, 50], [2.0, 1.0, 1.0]
+    sampler = MixedSampler(sizes, weights, num_samples=400, seed=3)
+    idx = np.array(list(sampler))
+    assert len(idx) == len(sampler) == 400
+    per_set = np.bincount(np.searchsorted([0, 100, 130], idx, side="right") - 1)
+    assert per_set.tolist() == [200, 100, 100] == sampler.counts().tolist()
+    # Within a set, no index repeats before the set is used up: 200 draws of 100 -> each exactly twice,
+    # 100 draws of 30 -> 3 or 4 times each.
+    assert (np.bincount(idx[idx < 100], minlength=100) == 2).all()
+    assert set(np.bincount(idx[(idx >= 100) & (idx < 130)] - 100, minlength=30)) <= {3, 4}
+    assert np.array_equal(idx, list(MixedSampler(sizes, weights, num_samples=400, seed=3)))
+    sampler.set_epoch(1)
+    assert not np.array_equal(idx, list(sampler))
+    assert not np.array_equal(idx, list(MixedSampler(sizes, weights, num_samples=400, seed=4)))
+
+
+def test_sampler_shards_are_disjoint_equal_and_cover_the_epoch() -> None:
+    sizes, weights = [60, 25], [1.0, 3.0]
+    full = MixedSampler(sizes, weights, num_samples=101, seed=0)
+    full.set_epoch(2)
+    ranks = [MixedSampler(sizes, weights, num_samples=101, seed=0, rank=r, world_size=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(2)
+    shares = [list(s) for s in ranks]
+    assert len(shares[0]) == len(shares[1]) == len(ranks[0]) == 51  # 101 rounded up to 102
+    epoch = ranks[0].epoch_indices()
+    assert np.array_equal(epoch, ranks[1].epoch_indices())
+    assert np.array_equal(np.sort(np.r_[shares[0], shares[1]]), np.sort(epoch))  # disjoint positions, all of them
+    assert (ranks[0].counts() + ranks[1].counts()).tolist() == [26, 76] == ranks[0].quotas().tolist()
+    assert len(full) == 101 and full.quotas().tolist() == [25, 76]
+
+
+def _joint_config(coco_mini: Path, extra: list[str] | None = None):
+    sets = (f"[{{name: coco, format: coco, root: {coco_mini}, ann: annotations/person_keypoints_train2017.json, "
+            f"images: train2017, weight: 1}}, {{name: aic, format: aic, root: {AIC_SAMPLES}, "
+            f"ann: keypoint_annotations_aic_format.json, images: ., weight: 1}}]")
+    return load_config(CONFIGS / "coco_mini_tiny.yaml",
+                       [f"data.datasets={sets}", "model.num_features=32", "train.amp=none", *(extra or [])])
+
+
+def test_datasets_config_is_typed() -> None:
+    cfg = load_config(None, ["data.datasets=[{name: a, format: aic, root: r, ann: x.json, weight: 2}]"])
+    assert cfg.data.datasets[0].format == "aic" and cfg.data.datasets[0].weight == 2.0
+    with pytest.raises(ConfigError, match=r"data\.datasets\[0\]: unknown key\(s\) \['wieght'\]"):
+        load_config(None, ["data.datasets=[{name: a, wieght: 2}]"])
+    with pytest.raises(ConfigError, match=r"data\.datasets\[0\]\.format: 'mpii' is not one of"):
+        load_config(None, ["data.datasets=[{name: a, format: mpii}]"])
+
+
+def test_joint_step_gives_zero_gradient_to_joints_aic_does_not_label(coco_mini: Path) -> None:
+    if not AIC_SAMPLES.is_dir():
+        pytest.skip(f"{AIC_SAMPLES} not found")
+    cfg = _joint_config(coco_mini)
+    dataset, sizes = build_train_dataset(cfg)
+    assert list(sizes) == ["coco", "aic"] and sizes["aic"] == 9 and sizes["coco"] > 50
+    sampler = mixed_sampler(cfg, sizes)
+    assert sampler.counts().tolist() == [(len(sampler) + 1) // 2, len(sampler) // 2]  # equal weights
+    n_coco = sizes["coco"]
+    aic_idx = list(range(n_coco, n_coco + 9))
+    coco_idx = [i for i in range(n_coco) if (dataset.records.keypoints[i, FACE, 2] > 0).any()][:6]
+    batch = collate_skipping([dataset[i] for i in coco_idx + aic_idx])
+    aic = np.arange(len(coco_idx), len(coco_idx) + 9)
+    assert (batch["target_weight"][aic][:, FACE] == 0).all()
+    assert (batch["target_weight"][aic].sum(1) > 0).all()
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    images = batch["image"].float() / 255.0
+    outputs = model(images)
+    for out in outputs:
+        out.retain_grad()
+    JointsMSELoss()(outputs, batch["target"], batch["target_weight"]).backward()
+    grad = outputs[-1].grad
+    assert (grad[aic][:, FACE] == 0).all()  # exactly zero, not small
+    assert (grad[aic].abs().sum((2, 3))[batch["target_weight"][aic] > 0] > 0).all()
+    coco = np.arange(len(coco_idx))
+    assert grad[coco][:, FACE].abs().sum() > 0  # COCO persons do train the face joints
+    # An AIC-only batch leaves the face channels of the heatmap layer untouched.
+    model.zero_grad()
+    only_aic = {k: v[aic] for k, v in batch.items() if k != "skipped"}
+    JointsMSELoss()(model(only_aic["image"].float() / 255.0), only_aic["target"],
+                    only_aic["target_weight"]).backward()
+    head = model.heads[-1].heatmaps
+    assert (head.weight.grad[FACE] == 0).all() and (head.bias.grad[FACE] == 0).all()
+    assert head.weight.grad[5:].abs().sum() > 0
