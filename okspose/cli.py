@@ -115,6 +115,17 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         path = generate_synthetic_coco(args.out, split, n, seed=args.seed * 2 + offset,
                                        image_size=(args.width, args.height), max_people=args.max_people)
         print(f"wrote {n} images: {path}")
+        if split == "train" and args.corrupt:
+            from okspose.data.corruption import corrupt_coco_file
+
+            clean, record = corrupt_coco_file(path, args.corrupt, seed=args.seed)
+            print(f"corrupted {args.corrupt:.0%} of the train persons' keypoints: clean labels {clean}, "
+                  f"record {record}")
+    if args.aic:
+        from okspose.data.synthetic_aic import generate_synthetic_aic
+
+        path = generate_synthetic_aic(Path(args.out) / "aic", args.aic, seed=args.seed)
+        print(f"wrote {args.aic} AI Challenger-layout images: {path}")
     return 0
 
 
@@ -221,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--max-people", type=int, default=3)
+    p.add_argument("--corrupt", type=float, default=0.0, metavar="FRACTION",
+                   help="give this fraction of train persons wrong keypoints (the seed's false annotations)")
+    p.add_argument("--aic", type=int, default=0, metavar="N",
+                   help="also write N images of an external set in the AI Challenger layout to OUT/aic")
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures")

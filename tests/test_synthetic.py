@@ -173,3 +173,81 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         generate_synthetic_coco(tmp_path, num_images=1, max_people=0)
     with pytest.raises(ValueError):
         generate_synthetic_coco(tmp_path, num_images=1, seed=-1)
+
+
+@pytest.fixture(scope="module")
+def corrupted_set(tmp_path_factory) -> Path:
+    from okspose.cli import main
+
+    root = tmp_path_factory.mktemp("corrupt")
+    assert main(["make-synthetic", str(root), "--train", "30", "--val", "0", "--corrupt", "0.25", "--seed", "1",
+                 "--aic", "12"]) == 0
+    return root
+
+
+def test_corrupted_persons_are_recorded_and_only_their_keypoints_lie(corrupted_set: Path) -> None:
+    ann = corrupted_set / "annotations"
+    clean = json.loads((ann / "person_keypoints_train_clean.json").read_text())
+    bad = json.loads((ann / "person_keypoints_train.json").read_text())
+    record = json.loads((ann / "person_keypoints_train_corrupted.json").read_text())["corrupted"]
+    ids = {r["id"] for r in record}
+    people = [a for a in clean["annotations"] if a["num_keypoints"] > 0]
+    assert len(ids) == len(record) == round(0.25 * len(people))
+    assert {r["kind"] for r in record} == {"swap", "displace"}
+    clean_by_id = {a["id"]: a for a in clean["annotations"]}
+    for a in bad["annotations"]:
+        c = clean_by_id[a["id"]]
+        assert (a["bbox"], a["area"], a["segmentation"]) == (c["bbox"], c["area"], c["segmentation"])
+        assert (a["keypoints"] != c["keypoints"]) == (a["id"] in ids)
+    for r in record:
+        if r["kind"] == "swap":
+            assert clean_by_id[r["source_id"]]["image_id"] == r["image_id"]
+            assert next(a for a in bad["annotations"] if a["id"] == r["id"])["keypoints"] == \
+                clean_by_id[r["source_id"]]["keypoints"]
+
+
+def test_selection_drops_corrupted_persons_far_more_often_than_clean_ones(corrupted_set: Path, tmp_path: Path) -> None:
+    from okspose.cli import main
+
+    ann = corrupted_set / "annotations"
+    out = tmp_path / "kept.json"
+    assert main(["select-data", "--gt", str(ann / "person_keypoints_train.json"), "--out", str(out),
+                 "--aspect-ratio", "1"]) == 0
+    corrupted = {r["id"] for r in json.loads((ann / "person_keypoints_train_corrupted.json").read_text())["corrupted"]}
+    judged = {a["id"] for a in json.loads((ann / "person_keypoints_train.json").read_text())["annotations"]
+              if a["num_keypoints"] > 0}
+    kept = {a["id"] for a in json.loads(out.read_text())["annotations"]}
+    bad_dropped = len(corrupted - kept) / len(corrupted)
+    clean_dropped = len((judged - corrupted) - kept) / len(judged - corrupted)
+    print(f"\nselection drops {bad_dropped:.0%} of {len(corrupted)} corrupted persons and {clean_dropped:.0%} of "
+          f"{len(judged - corrupted)} clean ones")
+    assert bad_dropped >= 0.7 and clean_dropped <= 0.1
+
+
+def test_aic_layout_set_has_head_top_and_neck_and_other_scenes(corrupted_set: Path) -> None:
+    from okspose.data.aic import load_aic_records
+    from okspose.keypoints import AIC14
+
+    path = corrupted_set / "aic" / "keypoint_annotations.json"
+    raw = json.loads(path.read_text())
+    assert len(raw) == 12 and all(len(r["image_id"]) == 40 for r in raw)
+    people = [(r["human_annotations"][k], v) for r in raw for k, v in r["keypoint_annotations"].items()]
+    assert all(len(v) == 42 and set(v[2::3]) <= {1, 2, 3} for _, v in people)
+    records = load_aic_records(path, corrupted_set / "aic" / "images", schema=AIC14)  # validated like COCO
+    assert len(records) == len(people)
+    kp = records.keypoints
+    both = (kp[:, 12, 2] > 0) & (kp[:, 13, 2] > 0) & (kp[:, [0, 3], 2] > 0).all(1)
+    shoulders = kp[both][:, [0, 3], :2].mean(1)
+    neck, top = kp[both, 13, :2], kp[both, 12, :2]
+    width = np.linalg.norm(kp[both, 0, :2] - kp[both, 3, :2], axis=1)
+    torso = np.linalg.norm(shoulders - kp[both][:, [6, 9], :2].mean(1), axis=1)
+    assert both.sum() >= 10
+    assert np.median(np.linalg.norm(neck - shoulders, axis=1) / torso) < 0.35  # the neck sits between the shoulders
+    assert np.median(np.linalg.norm(top - neck, axis=1) / torso) > 0.5  # the head top well above it
+    assert (width < 2 * torso).all()
+    # Other scenes: smaller people than the COCO-like set, more of them per picture.
+    coco = json.loads((corrupted_set / "annotations" / "person_keypoints_train_clean.json").read_text())
+    coco_heights = np.median([a["bbox"][3] / 256 for a in coco["annotations"]])
+    aic_heights = np.median([(b[3] - b[1]) / 300 for b, _ in people])
+    assert aic_heights < 0.75 * coco_heights
+    assert len(people) / 12 > len(coco["annotations"]) / 30

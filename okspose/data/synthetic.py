@@ -17,6 +17,7 @@ an eye/ear/nose on the far side of the head), 0 with (x, y) = (0, 0) when the jo
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from okspose.data.remap import person_category
 from okspose.fileio import save_json
 from okspose.keypoints import COCO17
 
@@ -395,6 +397,28 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return img
 
 
+def _indoor_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A room: a flat wall with a few framed panels above a tiled floor seen in perspective."""
+    wall, floor, grout = (_random_colour(rng) for _ in range(3))
+    img = np.empty((height, width, 3), np.uint8)
+    horizon = int(rng.uniform(0.35, 0.7) * height)
+    img[:horizon] = wall
+    img[horizon:] = floor
+    for _ in range(int(rng.integers(1, 5))):  # doors, windows, pictures
+        x0, y0 = int(rng.uniform(0, width)), int(rng.uniform(0, max(horizon - 20, 1)))
+        x1, y1 = x0 + int(rng.uniform(0.05, 0.3) * width), y0 + int(rng.uniform(0.1, 0.5) * height)
+        cv2.rectangle(img, (x0, y0), (x1, min(y1, horizon)), _random_colour(rng), -1)
+        cv2.rectangle(img, (x0, y0), (x1, min(y1, horizon)), _random_colour(rng), int(rng.integers(2, 6)))
+    vanish = (rng.uniform(0.2, 0.8) * width, horizon - rng.uniform(0.3, 1.0) * height)
+    for x in np.linspace(-width, 2 * width, int(rng.integers(6, 16))):  # tile lines toward a vanishing point
+        t = (height - horizon) / max(height - vanish[1], 1.0)
+        top = (vanish[0] + (x - vanish[0]) * (1 - t), horizon)
+        cv2.line(img, _pt(top), (int(x), height), grout, 1, cv2.LINE_AA)
+    for y in horizon + (height - horizon) * np.linspace(0, 1, int(rng.integers(3, 9))) ** 1.6:
+        cv2.line(img, (0, int(y)), (width, int(y)), grout, 1, cv2.LINE_AA)
+    return img
+
+
 def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
     h, w = img.shape[:2]
     colour = _random_colour(rng)
@@ -440,38 +464,72 @@ class Scene:
     image: np.ndarray  # [H, W, 3] uint8 BGR
     label: np.ndarray  # [H, W] uint8, 0 = background
     keypoints: np.ndarray  # [N, 17, 3] (x, y, v) per person in draw order (back to front)
+    head_neck: np.ndarray  # [N, 2, 3] AI Challenger's head top and neck, same flags
 
 
-def _place(rng: np.random.Generator, body: Body, width: int, height: int) -> tuple[float, np.ndarray]:
-    """Scale a body to 35-95 % of the image height and put its box centre anywhere in the picture."""
-    scale = rng.uniform(0.35, 0.95) * height
+@dataclass(frozen=True)
+class SceneParams:
+    """What makes a family of scenes: person sizes, in-plane tilt of whole bodies, background style."""
+
+    height_range: tuple[float, float] = (0.35, 0.95)  # standing height as a fraction of the image height
+    tilt_std: float = 0.0  # degrees; 0 keeps people upright (and draws nothing from the generator)
+    background: str = "outdoor"  # "outdoor": gradient + clutter; "indoor": wall, floor and tiles
+
+
+COCO_LIKE = SceneParams()
+
+
+def _place(rng: np.random.Generator, body: Body, width: int, height: int,
+           height_range: tuple[float, float] = (0.35, 0.95)) -> tuple[float, np.ndarray]:
+    """Scale a body to a fraction of the image height and put its box centre anywhere in the picture."""
+    scale = rng.uniform(*height_range) * height
     pts = np.concatenate([body.joints, body.head[None], body.feet.reshape(-1, 3)])[:, :2] * scale
     centre = (pts.min(0) + pts.max(0)) / 2
     target = rng.uniform((0.05 * width, 0.3 * height), (0.95 * width, 0.75 * height))
     return scale, target - centre
 
 
-def _visibility(body: Body, xy: np.ndarray, label: np.ndarray, value: int) -> np.ndarray:
-    """COCO flags: 0 outside the image, 1 behind someone in front or on the far side of the head, else 2."""
+def _visibility(xy: np.ndarray, label: np.ndarray, value: int, far_side: np.ndarray | None = None) -> np.ndarray:
+    """COCO flags: 0 outside the image, 1 behind someone in front (or ``far_side``: the far side of the
+    head), else 2."""
     h, w = label.shape
     inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
     cols = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
     rows = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
     hidden = label[rows, cols] > value
-    hidden[:5] |= ~body.face_visible
+    if far_side is not None:
+        hidden |= far_side
     return np.where(inside, np.where(hidden, 1, 2), 0)
 
 
-def render_scene(rng: np.random.Generator, width: int = 320, height: int = 256, max_people: int = 3) -> Scene:
+def head_top_and_neck(body: Body) -> np.ndarray:
+    """AI Challenger's extra joints [2, 3] from the 3D skeleton: the top of the head (the head sphere's
+    point along the neck-to-head-centre axis) and the neck (midway along the neck)."""
+    up = body.head - body.neck[1]
+    return np.stack([body.head + body.head_radius * up / np.linalg.norm(up), body.neck.mean(0)])
+
+
+def _tilt(body: Body, degrees: float) -> Body:
+    """The whole body turned in the picture plane about its pelvis (leaning, falling, acrobatics)."""
+    rot = _rz(degrees)
+    arrays = {f: getattr(body, f) @ rot.T for f in ("joints", "neck", "head", "face", "facing", "hands", "feet",
+                                                    "torso", "pelvis")}
+    return dataclasses.replace(body, **arrays)
+
+
+def render_scene(rng: np.random.Generator, width: int = 320, height: int = 256, max_people: int = 3,
+                 params: SceneParams = COCO_LIKE) -> Scene:
     """Draw 1..max_people people back to front over a random background; returns ground truth too."""
     if not 1 <= max_people <= 254:
         raise ValueError(f"max_people must be in 1..254, got {max_people}")
-    img = _background(rng, width, height)
+    img = (_indoor_background if params.background == "indoor" else _background)(rng, width, height)
     label = np.zeros((height, width), np.uint8)
     people = []
     for _ in range(int(rng.integers(1, max_people + 1))):
         body = sample_body(rng)
-        scale, offset = _place(rng, body, width, height)
+        if params.tilt_std > 0:
+            body = _tilt(body, float(np.clip(rng.normal(0.0, params.tilt_std), -70, 70)))
+        scale, offset = _place(rng, body, width, height, params.height_range)
         bottom = float(body.feet[..., 1].max() * scale + offset[1])
         people.append((bottom + rng.normal(0, 0.05 * height), body, _sample_style(rng), scale, offset))
     people.sort(key=lambda p: p[0])  # lower on the ground = nearer the camera = drawn later
@@ -480,13 +538,14 @@ def render_scene(rng: np.random.Generator, width: int = 320, height: int = 256, 
         for _, prims in sorted(_person_parts(body, style, scale, offset), key=lambda d: d[0]):
             for prim in prims:
                 _draw(img, label, prim, k + 1)
-        xys.append(np.round(body.joints[:, :2] * scale + offset, 2))
-    kpts = np.zeros((len(people), 17, 3))
+        points = np.concatenate([body.joints, head_top_and_neck(body)])
+        xys.append(np.round(points[:, :2] * scale + offset, 2))
+    kpts = np.zeros((len(people), 19, 3))
     for k, ((_, body, *_), xy) in enumerate(zip(people, xys, strict=True)):
-        v = _visibility(body, xy, label, k + 1)
+        v = _visibility(xy, label, k + 1, np.r_[~body.face_visible, np.zeros(14, bool)])
         kpts[k, :, :2] = np.where(v[:, None] > 0, xy, 0.0)
         kpts[k, :, 2] = v
-    return Scene(_finish(rng, img), label, kpts)
+    return Scene(_finish(rng, img), label, kpts[:, :17], kpts[:, 17:])
 
 
 # ------------------------------------------------------------------------------------------- data set
@@ -507,14 +566,6 @@ def _annotation(ann_id: int, image_id: int, kpts: np.ndarray, mask: np.ndarray) 
         "area": float(mask_utils.area(rle)),
         "bbox": [float(b) for b in mask_utils.toBbox(rle)],
         "segmentation": rle,
-    }
-
-
-def _category() -> dict:
-    return {
-        "id": 1, "name": "person", "supercategory": "person",
-        "keypoints": list(COCO17.joints),
-        "skeleton": [[a + 1, b + 1] for a, b in COCO17.skeleton],
     }
 
 
@@ -562,6 +613,6 @@ def generate_synthetic_coco(
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [_category()],
+        "categories": [person_category(COCO17)],
     }
     return save_json(coco, root / "annotations" / f"person_keypoints_{split}.json")
