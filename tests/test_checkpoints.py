@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -74,6 +75,13 @@ def test_test_without_a_config(run_dir, coco_mini, tmp_path, capsys):
     code = main(["test", "--checkpoint", str(run_dir / "model_best.pth"), "--boxes", "gt", f"data.root={coco_mini}",
                  "--out", str(out), "--device", "cpu"])
     assert code == 0 and out.is_file() and "AP" in capsys.readouterr().out
+
+
+def test_predict_without_a_config(run_dir, coco_mini, tmp_path):
+    image = sorted((coco_mini / "val2017").glob("*.jpg"))[0]
+    assert main(["predict", "--checkpoint", str(run_dir / "checkpoint.pth"), "--whole-image", "--out",
+                 str(tmp_path / "out"), "--no-vis", str(image), "--device", "cpu", "test.flip_test=true"]) == 0
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())) == 1
 
 
 def test_overrides_after_the_options(run_dir, coco_mini, tmp_path):
