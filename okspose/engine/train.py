@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from tqdm import tqdm
 
 from okspose.builders import build_codec, build_model, build_records, build_schema, check_config
-from okspose.checkpoints import load_weights, read_checkpoint
+from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
 from okspose.config import Config
 from okspose.data.coco import SkipReport, TopDownDataset
 from okspose.engine.distributed import (
@@ -235,6 +235,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         state = read_checkpoint(resume)  # on the CPU: RNG states must stay CPU tensors; the rest is copied
         if "optimizer" not in state:
             raise CheckpointError(f"{resume}: not a training checkpoint (resume from checkpoint.pth)")
+        if checkpoint_config(state) is not None:
+            check_config_fits(checkpoint_config(state), cfg.to_dict(), resume)
         load_weights(model, state, resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
