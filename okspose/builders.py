@@ -6,11 +6,12 @@ from pathlib import Path
 
 from torch import nn
 
-from okspose.config import Config
+from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
+from okspose.config import Config, load_config
 from okspose.data.coco import PersonRecords, SkipReport, load_person_records
 from okspose.data.codec import HeatmapCodec
 from okspose.data.selection import SelectionRule, select_records
-from okspose.fileio import load_checkpoint
+from okspose.errors import CheckpointError, ConfigError
 from okspose.keypoints import KeypointSchema, get_schema
 from okspose.models.hourglass import StackedHourglass
 
@@ -28,6 +29,50 @@ def build_model(cfg: Config) -> StackedHourglass:
     return StackedHourglass(m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth)
 
 
+def model_geometry(cfg: Config) -> tuple[int, int]:
+    """(output stride, the number the input's sides must be multiples of) of ``cfg``'s network: the
+    hourglass halves its input ``depth`` times below the stem's stride."""
+    stride = StackedHourglass.stride
+    return stride, stride * 2 ** cfg.model.depth
+
+
+def check_config(cfg: Config) -> None:
+    """Settings that cannot build a working network or run raise a :class:`ConfigError` naming the values."""
+    for section, key in (("train", "batch_size"), ("test", "batch_size"), ("test", "det_top_k")):
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1, got {getattr(getattr(cfg, section), key)}")
+    m = cfg.model
+    if m.num_stacks < 1 or m.depth < 1 or m.num_features < 2 or m.num_features % 2:
+        raise ConfigError(f"model: need num_stacks >= 1, depth >= 1 and an even num_features, got "
+                          f"num_stacks={m.num_stacks} depth={m.depth} num_features={m.num_features}")
+    build_schema(cfg)
+    stride, multiple = model_geometry(cfg)
+    (w, h), (hw, hh) = cfg.data.input_size, cfg.data.heatmap_size
+    if w != hw * stride or h != hh * stride:
+        raise ConfigError(f"data.input_size {w}x{h} / data.heatmap_size {hw}x{hh} must equal the network's "
+                          f"stride {stride} in both axes (heatmap_size [{w / stride:g}, {h / stride:g}])")
+    if w % multiple or h % multiple:
+        raise ConfigError(f"data.input_size {w}x{h}: both sides must be multiples of {multiple} (stride {stride} "
+                          f"x 2**model.depth, depth {m.depth})")
+
+
+def load_run_config(config: str | Path | None, overrides: list[str] | None = None,
+                    checkpoint: str | Path | None = None) -> Config:
+    """The config of a command: the checkpoint's own settings (when it carries them), updated by the
+    config file and overrides, checked; a change that does not fit the checkpoint's weights is an error."""
+    trained = checkpoint_config(read_checkpoint(checkpoint)) if checkpoint is not None else None
+    if config is None and trained is None:
+        if checkpoint is None:
+            raise ConfigError("no config given")
+        raise CheckpointError(f"{checkpoint} does not carry its settings (an older or a bare checkpoint): "
+                              "give the config it was trained with")
+    cfg = load_config(config, overrides, base=trained)
+    if trained is not None:
+        check_config_fits(trained, cfg.to_dict(), checkpoint)
+    check_config(cfg)
+    return cfg
+
+
 def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> PersonRecords:
     """Validated person records of ``split`` ("train" or "val"), cut to max_*_persons when set."""
     records = load_person_records(
@@ -41,7 +86,6 @@ def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> 
 
 
 def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Weights from a training checkpoint (its ``model`` entry) or a bare state dict."""
-    state = load_checkpoint(path)
-    model.load_state_dict(state.get("model", state))
-    return model
+    """Weights from a training checkpoint (its ``model`` entry) or a bare state dict, read to the CPU and
+    copied onto the model's device; a mismatch is a :class:`CheckpointError`."""
+    return load_weights(model, read_checkpoint(path), path)

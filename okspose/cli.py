@@ -10,22 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.config import load_config
+from okspose.builders import load_run_config
+from okspose.config import packaged_configs, split_overrides
 from okspose.engine.runs import BoxSource
 from okspose.errors import OksposeError
 
-EPILOG = "Config values can be overridden after the config path, e.g.: train.epochs=10 model.num_stacks=2"
+EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
+          f"CONFIG is a YAML file or a packaged config: {', '.join(packaged_configs())}.")
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
+def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """CONFIG and ``key=value`` overrides; :func:`_take_positionals` sorts them out after parsing."""
+    what = "YAML config, then config overrides (e.g. train.lr=1e-3)"
+    if not required:
+        what += "; CONFIG defaults to the settings stored in --checkpoint"
+    p.add_argument("positionals", nargs="*", metavar="CONFIG [key=value ...]" if required
+                   else "[CONFIG] [key=value ...]", help=what)
+    p.set_defaults(positional_kind="config" if required else "optional config")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from okspose.engine.train import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     train(cfg, resume=args.resume, device=args.device)
     return 0
 
@@ -54,7 +61,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from okspose.engine.runs import run_test
     from okspose.evaluation import format_stats
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
     source = _box_source(args)
     default = "results_gt_boxes.json" if source.kind == "gt" else "results.json"
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
@@ -73,7 +80,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from okspose.engine.distributed import cleanup, init_distributed
     from okspose.engine.runs import run_ablation_tables
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
     info = init_distributed(args.device)
     try:
         text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt)
@@ -98,11 +105,12 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from okspose.builders import build_model
     from okspose.models.complexity import measure_complexity
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     w, h = cfg.data.input_size
     c = measure_complexity(build_model(cfg).eval(), (1, 3, h, w))
+    joints, out_h, out_w = c.output_shape[1:]
     print(f"Stacked Hourglass: {cfg.model.num_stacks} stack(s), {cfg.model.num_features} features, "
-          f"depth {cfg.model.depth}, input {w}x{h}, heatmaps {cfg.data.heatmap_size[0]}x{cfg.data.heatmap_size[1]}")
+          f"depth {cfg.model.depth}, input {w}x{h} -> heatmaps {out_w}x{out_h} ({joints} joints)")
     print(f"parameters: {c.params / 1e6:.2f} M")
     print(f"per person: {c.macs / 1e9:.2f} GMACs ({c.flops / 1e9:.2f} GFLOPs)")
     return 0
@@ -138,17 +146,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from okspose.engine.distributed import cleanup, init_distributed
-    from okspose.predict import collect_inputs, run_predict, split_overrides
+    from okspose.predict import collect_inputs, run_predict
 
-    paths, overrides = split_overrides(args.inputs)
-    items, warnings = collect_inputs(paths)  # a missing input stops here, before any work
-    cfg = load_config(args.config, overrides)
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    items, warnings = collect_inputs(args.inputs)  # a missing input stops here, before any work
+    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
     if args.detector_weights and not args.detector:
-        raise ValueError("--detector-weights goes with --detector")
+        raise OksposeError("--detector-weights goes with --detector")
     if args.detections and not Path(args.detections).is_file():
-        raise FileNotFoundError(f"detections file not found: {args.detections}")
+        raise OksposeError(f"detections file not found: {args.detections}")
     source = None if args.whole_image else _box_source(args)
     info = init_distributed(args.device)
     try:
@@ -196,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="pose the val split (GT boxes, a detections file or a detector), print COCO stats",
                        epilog=EPILOG)
-    _add_config(p)
+    _add_config(p, required=False)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     _add_box_source(p, allow_gt=True)
     p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json or results.json)")
@@ -206,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablation", help="the seed's tables: instance scoring, NMS steps, GT boxes (markdown)",
                        epilog=EPILOG)
-    _add_config(p)
+    _add_config(p, required=False)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     _add_box_source(p, allow_gt=False)
     p.add_argument("--no-gt", action="store_true", help="leave out the ground-truth-box row")
@@ -242,21 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="work/demo", help="working folder")
     p.add_argument("--config", default=None, help="config to use instead of configs/demo_synthetic.yaml")
     p.add_argument("--no-detector", action="store_true", help="skip the detector: ground-truth boxes only")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
+    p.set_defaults(func=cmd_demo, positional_kind="overrides")
 
     p = sub.add_parser(
         "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
-        usage="%(prog)s CONFIG --checkpoint CKPT (--detections FILE | --detector {maskrcnn,synthetic} "
+        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,synthetic} "
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "
-                    "(000000000785.jpg -> 785); other images and video frames get no boxes. The PATHs and the "
-                    "overrides come in one run: options go before or after them, not between.",
+                    "(000000000785.jpg -> 785); other images and video frames get no boxes. CONFIG (a .yaml "
+                    "file or a packaged config name) is optional: the checkpoint carries its settings.",
         epilog=EPILOG)
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("inputs", nargs="+", metavar="PATH... [key=value ...]",
-                   help="images, folders of images, videos (.mp4 .avi .mov .mkv); then config overrides")
+    p.add_argument("positionals", nargs="+", metavar="[CONFIG] PATH... [key=value ...]",
+                   help="images, folders of images, videos (.mp4 .avi .mov .mkv), config overrides")
+    p.set_defaults(positional_kind="inputs")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
@@ -301,12 +306,50 @@ def _message(err: Exception) -> str:
     return text
 
 
+def _names_config(token: str) -> bool:
+    """Whether predict's first word is its CONFIG rather than an input."""
+    path = Path(token)
+    return path.suffix in (".yaml", ".yml") or (not path.exists() and path.name in packaged_configs())
+
+
+def _take_positionals(args: argparse.Namespace, extras: list[str], parser: argparse.ArgumentParser) -> None:
+    """Sort the command's words into ``config``, ``overrides`` (and predict's ``inputs``): argparse hands
+    back whatever follows the options as ``extras``, so overrides are accepted anywhere."""
+    kind = getattr(args, "positional_kind", None)
+    words = [*getattr(args, "positionals", []), *extras]
+    unknown = [w for w in words if w.startswith("-")]
+    if unknown or (kind is None and words):
+        parser.error(f"{args.command}: unrecognized arguments: {' '.join(unknown or words)}")
+    if kind is None:
+        return
+    rest, args.overrides = split_overrides(words)
+    if kind == "overrides":  # demo: its config is an option
+        if rest:
+            parser.error(f"{args.command}: not of the form section.key=value: {' '.join(rest)}")
+        return
+    args.config = None
+    if kind == "inputs":
+        if rest and _names_config(rest[0]):
+            args.config = rest.pop(0)
+        if not rest:
+            parser.error(f"{args.command}: give at least one image, folder or video")
+        args.inputs = rest
+        return
+    if len(rest) > 1:
+        parser.error(f"{args.command}: unrecognized arguments: {' '.join(rest[1:])} (overrides are section.key=value)")
+    args.config = rest[0] if rest else None
+    if args.config is None and kind == "config":
+        parser.error(f"{args.command}: the CONFIG argument is required")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    _take_positionals(args, extras, parser)
     np.set_printoptions(precision=3, suppress=True)
     try:
         return args.func(args)
-    except (OksposeError, FileNotFoundError, ValueError) as err:
+    except OksposeError as err:
         print(f"okspose {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,7 +5,10 @@ Each part is passed explicitly to the module that needs it; nothing reads a glob
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import importlib.resources
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -178,6 +181,19 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+_OVERRIDE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+=")
+
+
+def is_override(token: str) -> bool:
+    """``section.key=value`` (and not an existing file that happens to look like one)."""
+    return bool(_OVERRIDE.match(token)) and not Path(token).exists()
+
+
+def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """(other items, ``section.key=value`` overrides) from one list of command-line words, in order."""
+    return [t for t in items if not is_override(t)], [t for t in items if is_override(t)]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` strings (values parsed as YAML) to a nested dict."""
     for item in overrides:
@@ -194,16 +210,50 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Config from a YAML file (sections data/augment/model/train/test) and overrides."""
-    raw: dict[str, Any] = {}
+def packaged_configs() -> list[str]:
+    """Names of the configs that ship inside the package (``okspose/configs/NAME.yaml``)."""
+    folder = importlib.resources.files("okspose") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config argument as a file: an existing path first, else the packaged config of that name
+    (``configs/NAME.yaml``, ``NAME.yaml`` and ``NAME`` all name it), so configs work from an install."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml") else path.name
+    packaged = importlib.resources.files("okspose") / "configs" / f"{stem}.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    raise ConfigError(f"config file not found: {name} (nor a packaged config; those are: "
+                      f"{', '.join(packaged_configs())})")
+
+
+def merge_dicts(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``, section by section (``top`` wins)."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Config from ``base`` (e.g. a checkpoint's own config), then a YAML file (sections
+    data/augment/model/train/test, see :func:`resolve_config`), then ``key=value`` overrides."""
+    raw: dict[str, Any] = copy.deepcopy(base) if base else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = resolve_config(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        raw = merge_dicts(raw, loaded)
     raw = apply_overrides(raw, overrides or [])
     return _build(Config, raw, str(path or "config"))

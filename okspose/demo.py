@@ -23,7 +23,7 @@ from okspose.engine.train import train
 from okspose.evaluation import format_stats
 from okspose.pipeline import evaluate_gt_boxes
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_synthetic.yaml"
+DEMO_CONFIG = "demo_synthetic"  # the packaged okspose/configs/demo_synthetic.yaml
 
 
 def make_demo_data(root: Path, train_images: int, val_images: int, seed: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 pycocotools is the reference implementation of the metric, so the numbers come from it unchanged; but it
 fails on bad input with bare asserts, IndexErrors or silently wrong numbers (NaN keypoints, unknown
-categories). Everything is therefore validated here first and reported as a ``ValueError`` that names the
+categories). Everything is therefore validated here first and reported as a ``DataError`` that names the
 file and the offending record.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from okspose.errors import DataError
 from okspose.keypoints import COCO17
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -42,12 +43,12 @@ def _read_json(path: str | Path, what: str) -> Any:
     """Parse a JSON file, turning every failure into an error that names the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
+        raise DataError(f"{what} file not found: {path}")
     try:
         with path.open("rb") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} file {path} is not valid JSON: {e}") from None
+        raise DataError(f"{what} file {path} is not valid JSON: {e}") from None
 
 
 def _is_int(x: Any) -> bool:
@@ -68,24 +69,24 @@ _GT_ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "
 def _check_gt(dataset: Any, source: str) -> None:
     """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it."""
     if not isinstance(dataset, dict):
-        raise ValueError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
+        raise DataError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
-            raise ValueError(f"{source}: missing or non-list {key!r}")
+            raise DataError(f"{source}: missing or non-list {key!r}")
     for i, img in enumerate(dataset["images"]):
         if not isinstance(img, dict) or not _is_int(img.get("id")):
-            raise ValueError(f"{source}: images[{i}] has no integer 'id'")
+            raise DataError(f"{source}: images[{i}] has no integer 'id'")
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise ValueError(f"{source}: categories[{i}] has no integer 'id'")
+            raise DataError(f"{source}: categories[{i}] has no integer 'id'")
     for i, ann in enumerate(dataset["annotations"]):
         if not isinstance(ann, dict):
-            raise ValueError(f"{source}: annotations[{i}] is not an object")
+            raise DataError(f"{source}: annotations[{i}] is not an object")
         missing = [k for k in _GT_ANN_KEYS if k not in ann]
         if missing:
-            raise ValueError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}")
+            raise DataError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}")
         if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * COCO17.num_joints:
-            raise ValueError(f"{source}: annotations[{i}] keypoints must be a list of "
+            raise DataError(f"{source}: annotations[{i}] keypoints must be a list of "
                              f"{3 * COCO17.num_joints} numbers")
 
 
@@ -117,26 +118,26 @@ def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set
     """Validate one result and return a fresh plain-Python copy (loadRes mutates what it is given)."""
     where = f"{source}: record {i}"
     if not isinstance(rec, dict):
-        raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+        raise DataError(f"{where}: expected an object, got {type(rec).__name__}")
     missing = [k for k in RESULT_KEYS if k not in rec]
     if missing:
-        raise ValueError(f"{where}: missing {', '.join(map(repr, missing))}")
+        raise DataError(f"{where}: missing {', '.join(map(repr, missing))}")
     image_id, category_id, score = rec["image_id"], rec["category_id"], rec["score"]
     if not _is_int(image_id):
-        raise ValueError(f"{where}: image_id must be an integer, got {image_id!r}")
+        raise DataError(f"{where}: image_id must be an integer, got {image_id!r}")
     if int(image_id) not in img_ids:
-        raise ValueError(f"{where}: image_id {image_id} is not in the ground truth")
+        raise DataError(f"{where}: image_id {image_id} is not in the ground truth")
     if not _is_int(category_id) or int(category_id) not in cat_ids:
-        raise ValueError(f"{where}: category_id {category_id!r} is not a ground-truth category "
+        raise DataError(f"{where}: category_id {category_id!r} is not a ground-truth category "
                          f"{sorted(cat_ids)}")
     if not _is_real(score) or not math.isfinite(score):
-        raise ValueError(f"{where}: score must be a finite number, got {score!r}")
+        raise DataError(f"{where}: score must be a finite number, got {score!r}")
     kpts = np.asarray(rec["keypoints"]) if isinstance(rec["keypoints"], Sequence | np.ndarray) else None
     n = 3 * COCO17.num_joints
     if kpts is None or kpts.ndim != 1 or kpts.dtype.kind not in "iuf" or kpts.size != n:
-        raise ValueError(f"{where}: keypoints must be a flat list of {n} numbers (x, y, score per joint)")
+        raise DataError(f"{where}: keypoints must be a flat list of {n} numbers (x, y, score per joint)")
     if not np.isfinite(kpts).all():
-        raise ValueError(f"{where}: keypoints contain NaN or infinite values")
+        raise DataError(f"{where}: keypoints contain NaN or infinite values")
     return {"image_id": int(image_id), "category_id": int(category_id),
             "keypoints": kpts.astype(float).tolist(), "score": float(score)}
 
@@ -153,7 +154,7 @@ def load_results(path_or_list: str | Path | list[dict], coco_gt: COCO) -> list[d
     else:
         source, records = "results", path_or_list
     if not isinstance(records, list):
-        raise ValueError(f"{source}: results must be a list of objects, got {type(records).__name__}")
+        raise DataError(f"{source}: results must be a list of objects, got {type(records).__name__}")
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
     return [_clean_record(rec, i, source, img_ids, cat_ids) for i, rec in enumerate(records)]

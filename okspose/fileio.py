@@ -12,12 +12,22 @@ from typing import IO, Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(f)`` on a temp file in the target's folder, fsync it, then rename it over ``path``."""
+    """Call ``write(f)`` on a temp file in the target's folder, fsync it, then rename it over ``path``.
+
+    The file gets the mode a plain ``open()`` would give (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -33,10 +43,9 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
 
 
+def save_text(text: str, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`; only tensors and plain containers are allowed."""
-    return torch.load(path, map_location=map_location, weights_only=True)

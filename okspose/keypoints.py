@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from okspose.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class KeypointSchema:
@@ -99,4 +101,4 @@ def get_schema(name: str) -> KeypointSchema:
     try:
         return SCHEMAS[name]
     except KeyError:
-        raise ValueError(f"unknown keypoint schema {name!r}; choose from {sorted(SCHEMAS)}") from None
+        raise ConfigError(f"unknown keypoint schema {name!r}; choose from {sorted(SCHEMAS)}") from None

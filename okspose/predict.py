@@ -62,22 +62,6 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 # never holds more than this many decoded frames or temporary frame files at once.
 CHUNK_IMAGES = 64
 DEFAULT_FPS = 25.0  # for videos whose container does not say
-_OVERRIDE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+=")
-
-
-def split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(input paths, ``section.key=value`` overrides) from one positional list.
-
-    argparse cannot end a variable-length positional list where another begins, so both come in one
-    list; an item that looks like an override but names an existing file stays a path.
-    """
-    paths: list[str] = []
-    overrides: list[str] = []
-    for item in items:
-        (overrides if _OVERRIDE.match(item) and not Path(item).exists() else paths).append(item)
-    return paths, overrides
-
-
 @dataclass(frozen=True)
 class InputItem:
     """One image or video to pose."""
@@ -103,7 +87,7 @@ def _kind(path: Path) -> str | None:
 def collect_inputs(paths: Sequence[str | Path]) -> tuple[list[InputItem], list[str]]:
     """The images and videos to pose, with image ids, and warnings (empty folders, unnumbered names).
 
-    Raises ``FileNotFoundError`` for a missing input and :class:`DataError` for a file that is neither an
+    Raises :class:`DataError` for a missing input and for a file that is neither an
     image nor a video, so a typo costs nothing but the message.
     """
     files: list[Path] = []
@@ -111,7 +95,7 @@ def collect_inputs(paths: Sequence[str | Path]) -> tuple[list[InputItem], list[s
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise FileNotFoundError(f"input not found: {path}")
+            raise DataError(f"input not found: {path}")
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _kind(p))
             if not inside:

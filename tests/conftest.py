@@ -17,4 +17,4 @@ def coco_mini() -> Path:
     return COCO_MINI
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "okspose" / "configs"  # packaged; ./configs is a link to it

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import COCO_MINI, SHARED_DATA
 
+from okspose.errors import DataError
 from okspose.evaluation import (
     STAT_NAMES,
     evaluate_keypoints,
@@ -130,27 +131,27 @@ MALFORMED = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_results_name_the_problem(coco_gt, case):
     change, match = MALFORMED[case]
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
         evaluate_keypoints(coco_gt, _corrupt(coco_gt, change))
 
 
 def test_malformed_record_not_a_dict(coco_gt):
-    with pytest.raises(ValueError, match="record 1: expected an object"):
+    with pytest.raises(DataError, match="record 1: expected an object"):
         load_results([perfect_results(coco_gt)[0], [1, 2, 3]], coco_gt)
 
 
 def test_malformed_results_file_names_the_file(coco_gt, tmp_path):
     path = tmp_path / "res.json"
     path.write_text(json.dumps({"annotations": []}))
-    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*must be a list"):
+    with pytest.raises(DataError, match=f"{re.escape(str(path))}.*must be a list"):
         evaluate_keypoints(coco_gt, path)
     path.write_text("[{")
-    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*not valid JSON"):
+    with pytest.raises(DataError, match=f"{re.escape(str(path))}.*not valid JSON"):
         evaluate_keypoints(coco_gt, path)
     path.write_text(json.dumps(_corrupt(coco_gt, lambda r: r.pop("score"))))
-    with pytest.raises(ValueError, match=re.escape(f"{path}: record 2: missing 'score'")):
+    with pytest.raises(DataError, match=re.escape(f"{path}: record 2: missing 'score'")):
         evaluate_keypoints(coco_gt, path)
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+    with pytest.raises(DataError, match="nope.json"):
         evaluate_keypoints(coco_gt, tmp_path / "nope.json")
 
 
@@ -160,14 +161,14 @@ def test_box_detections_are_not_keypoint_results():
     gt = load_coco(SAMPLES / "test_coco.json")
     assert evaluate_keypoints(gt, perfect_results(gt))["AP"] == 1.0
     det_file = SAMPLES / "test_coco_det_AP_H_56.json"
-    with pytest.raises(ValueError, match=re.escape(f"{det_file}: record 0: missing 'keypoints'")):
+    with pytest.raises(DataError, match=re.escape(f"{det_file}: record 0: missing 'keypoints'")):
         evaluate_keypoints(gt, det_file)
 
 
 def test_missing_gt_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing_gt.json"):
+    with pytest.raises(DataError, match="missing_gt.json"):
         load_coco(tmp_path / "missing_gt.json")
-    with pytest.raises(FileNotFoundError, match="missing_gt.json"):
+    with pytest.raises(DataError, match="missing_gt.json"):
         evaluate_keypoints(tmp_path / "missing_gt.json", [])
 
 
@@ -184,7 +185,7 @@ def test_missing_gt_file(tmp_path):
 def test_malformed_gt_file(tmp_path, content, match):
     path = tmp_path / "gt.json"
     path.write_text(content)
-    with pytest.raises(ValueError, match=match) as err:
+    with pytest.raises(DataError, match=match) as err:
         load_coco(path)
     assert str(path) in str(err.value)
 

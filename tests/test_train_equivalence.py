@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from conftest import CONFIGS
+from torch.utils.data import DistributedSampler
 
-from okspose.builders import build_model
+from okspose.builders import build_model, build_records
+from okspose.checkpoints import read_checkpoint
 from okspose.config import load_config
 from okspose.engine.train import train
-from okspose.fileio import load_checkpoint
 
 # A small but real set-up: 16 coco-mini persons, a 1-stack 32-feature hourglass at 128x128, with
 # augmentation on, so sampling order and per-sample randomness both matter.
@@ -26,7 +32,7 @@ OVERRIDES = [
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / "checkpoint.pth")["model"]
+    return read_checkpoint(run_dir / "checkpoint.pth")["model"]
 
 
 def _overrides(coco_mini: Path, out: Path, *extra: str) -> list[str]:
@@ -53,12 +59,19 @@ def test_resume_gives_identical_weights(coco_mini, tmp_path):
     assert any(not torch.equal(init[k], a[k]) for k in a), "training did not change the weights"
 
 
-def _torchrun(nproc: int, args: list[str], tmp_path: Path) -> None:
+def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = 300) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "okspose.cli", "train", str(CONFIGS / "coco_mini_tiny.yaml"), *args, "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang: stop torchrun and its workers, which share its session
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun did not finish within {timeout} s (deadlock?)\n{err[-3000:]}")
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
 def test_ddp_two_processes_match_one_process(coco_mini, tmp_path):
@@ -84,3 +97,36 @@ def test_ddp_without_sync_bn_runs(coco_mini, tmp_path, nproc):
     """Per-process BatchNorm (the fast default on GPUs) trains too; its weights differ slightly."""
     _torchrun(nproc, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4"), tmp_path)
     assert (tmp_path / "ddp" / "checkpoint.pth").exists()
+
+
+def _one_person_per_image(coco_mini: Path, out: Path, n: int) -> tuple[Path, list[Path]]:
+    """The first ``n`` coco-mini training persons, each with an image file of its own."""
+    records = build_records(load_config(CONFIGS / "coco_mini_tiny.yaml", [f"data.root={coco_mini}"]), "train")
+    images, anns, files = [], [], []
+    (out / "images").mkdir(parents=True)
+    for i in range(n):
+        src = Path(records.image_paths[i])
+        h, w = cv2.imread(str(src)).shape[:2]
+        files.append(out / "images" / f"{i:03d}.jpg")
+        shutil.copy(src, files[-1])
+        kp = records.keypoints[i]
+        images.append({"id": i + 1, "file_name": files[-1].name, "width": w, "height": h})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "bbox": records.boxes[i].tolist(),
+                     "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum())})
+    ann_file = out / "ann.json"
+    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1}]}))
+    return ann_file, files
+
+
+def test_ddp_rank_with_unreadable_samples_keeps_step(coco_mini, tmp_path):
+    """data.on_error=skip: rank 0's samples are all unreadable; each is replaced by a readable one, so both
+    ranks run the same steps (a rank that skipped them would leave the other waiting in the all-reduce)."""
+    ann_file, files = _one_person_per_image(coco_mini, tmp_path / "data", 16)
+    rank0 = list(DistributedSampler(range(16), num_replicas=2, rank=0, shuffle=True, seed=0))
+    for i in rank0:
+        files[i].write_bytes(files[i].read_bytes()[:1000])  # truncated JPEG
+    _torchrun(2, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4",
+                            "data.on_error=skip", f"data.train_ann={ann_file}",
+                            f"data.train_images={ann_file.parent / 'images'}"), tmp_path, timeout=120)
+    row = next(csv.DictReader((tmp_path / "ddp" / "log.csv").open()))
+    assert row["steps"] == "2" and int(row["skipped"]) >= len(rank0)

@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from okspose.errors import OksposeError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,7 +36,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda asked for, but CUDA is not available")
+        raise OksposeError("--device cuda asked for, but CUDA is not available on this machine (use --device cpu "
+                           "or auto)")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo(device=torch.device("cuda", 0) if use_cuda else torch.device("cpu"))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

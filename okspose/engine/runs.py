@@ -20,6 +20,7 @@ from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
 from okspose.detection import PersonDetector, load_detections, load_synthetic_detector
 from okspose.engine.distributed import DistInfo, gather_lists, shard
 from okspose.engine.evaluate import draw_predictions
+from okspose.errors import OksposeError
 from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json
 from okspose.pipeline import (
@@ -49,7 +50,7 @@ class BoxSource:
 def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> PersonDetector:
     if source.kind == "synthetic":
         if not source.path:
-            raise ValueError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
+            raise OksposeError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
         return load_synthetic_detector(source.path, top_k=cfg.test.det_top_k,
                                        score_floor=cfg.test.det_score_floor).to(device)
     return PersonDetector(source.path, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor).to(device)

@@ -1,7 +1,8 @@
 """Training loop: one plain function per step, DDP under torchrun, AMP, exact resume, best-AP checkpoint.
 
 Layout of ``train.output_dir``: ``config.yaml``, ``checkpoint.pth`` (last epoch, for --resume),
-``model_best.pth`` (best validation AP), ``log.csv`` or TensorBoard events.
+``model_best.pth`` (best validation AP; the last epoch while nothing is validated), ``log.csv`` (fixed
+columns :data:`LOG_COLUMNS`) and TensorBoard events when asked. Both checkpoints carry the config.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
-from okspose.builders import build_codec, build_model, build_records, build_schema
+from okspose.builders import build_codec, build_model, build_records, build_schema, check_config
+from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
 from okspose.config import Config
-from okspose.data.coco import SkipReport, TopDownDataset, collate_skipping
+from okspose.data.coco import SkipReport, TopDownDataset
 from okspose.engine.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -31,10 +33,13 @@ from okspose.engine.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
-from okspose.fileio import atomic_write, load_checkpoint, save_checkpoint
+from okspose.errors import CheckpointError, ConfigError, DataError
+from okspose.fileio import save_checkpoint, save_text
 from okspose.inference import autocast, normalize_images, resolve_amp
 from okspose.loss import JointsMSELoss
 from okspose.pipeline import evaluate_gt_boxes
+
+LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP")  # AP empty when not validated
 
 
 @dataclass
@@ -43,6 +48,41 @@ class EpochStats:
     samples: int
     skipped: int
     seconds: float
+    steps: int
+
+
+class ReplaceUnreadable(Dataset):
+    """Training samples where an image that fails to decode (``data.on_error=skip``) is replaced by another
+    sample and counted in ``skipped``.
+
+    Every batch stays full, so every DDP rank runs the same number of optimizer steps: a rank that
+    dropped a whole batch would never join the gradient all-reduce the others wait in. The replacement is
+    drawn from (seed, epoch, index, attempt) over the whole set, so it depends on neither the rank nor the
+    world size, and W processes still see what one process sees.
+    """
+
+    attempts = 32
+
+    def __init__(self, dataset: TopDownDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        d = self.dataset
+        for attempt in range(self.attempts):
+            source = index if attempt == 0 else int(
+                np.random.default_rng([d.seed, d.epoch, index, attempt]).integers(len(d)))
+            sample = d[source]
+            if sample is not None:
+                sample["skipped"] = torch.tensor(attempt)
+                return sample
+        raise DataError(f"{d.records.image_paths[index]}: cannot decode it, nor any of the "
+                        f"{self.attempts - 1} samples drawn to replace it (data.on_error=skip)")
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -88,12 +128,10 @@ def train_one_epoch(
     progress: bool,
 ) -> EpochStats:
     model.train()
-    total_loss, samples, skipped, start = 0.0, 0, 0, time.perf_counter()
+    total_loss, samples, skipped, steps, start = 0.0, 0, 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and info.is_main), dynamic_ncols=True)
     for batch in bar:
-        skipped += int(batch["skipped"])
-        if "image" not in batch:
-            continue
+        skipped += int(batch["skipped"].sum())
         images = normalize_images(batch["image"], info.device, channels_last)
         target = batch["target"].to(info.device, non_blocking=True)
         weight = batch["target_weight"].to(info.device, non_blocking=True)
@@ -107,13 +145,14 @@ def train_one_epoch(
         n = images.shape[0]
         total_loss += loss.item() * n
         samples += n
+        steps += 1
         rate = samples * info.world_size / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{loss.item():.3e}", samples_s=f"{rate:.1f}")
-    return EpochStats(total_loss, samples, skipped, time.perf_counter() - start)
+    return EpochStats(total_loss, samples, skipped, time.perf_counter() - start, steps)
 
 
 class MetricLog:
-    """Per-epoch scalars to ``log.csv`` (always) and TensorBoard (when asked and installed)."""
+    """Per-epoch scalars to ``log.csv`` (always, columns :data:`LOG_COLUMNS`) and TensorBoard (when asked)."""
 
     def __init__(self, out_dir: Path, kind: str) -> None:
         self.path = out_dir / "log.csv"
@@ -122,14 +161,14 @@ class MetricLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise SystemExit("train.log=tensorboard needs the tensorboard package: "
-                                 "pip install tensorboard (or use train.log=csv)") from None
+                raise ConfigError("train.log=tensorboard needs the tensorboard package: "
+                                  "pip install tensorboard (or use train.log=csv)") from None
             self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
     def write(self, row: dict) -> None:
-        new = not self.path.exists()
+        new = not self.path.exists() or self.path.stat().st_size == 0
         with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
+            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS, restval="")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -147,6 +186,7 @@ def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float]:
 
 def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
     """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row."""
+    check_config(cfg)
     info = init_distributed(device)
     try:
         return _train(cfg, info, resume)
@@ -164,17 +204,17 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     report = SkipReport()
     records = build_records(cfg, "train", report)
     if len(records) == 0:
-        raise SystemExit(f"no usable training persons in {cfg.data_path('train_ann')}")
+        raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
         print(f"train data: {report.summary()}")
-    dataset = TopDownDataset(records, build_codec(cfg), build_schema(cfg), cfg.augment, cfg.data.padding,
-                             seed=t.seed, on_error=cfg.data.on_error)
+    dataset = ReplaceUnreadable(TopDownDataset(records, build_codec(cfg), build_schema(cfg), cfg.augment,
+                                               cfg.data.padding, seed=t.seed, on_error=cfg.data.on_error))
     # The sampler shuffles with (seed, epoch) alone, so one process with batch B*W visits the same
     # samples per step as W processes with batch B.
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=t.seed)
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
-                        collate_fn=collate_skipping, pin_memory=info.device.type == "cuda",
+                        collate_fn=default_collate, pin_memory=info.device.type == "cuda",
                         drop_last=False)
 
     model = build_model(cfg).to(info.device)
@@ -192,8 +232,12 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
 
     start_epoch, best_ap = 0, -1.0
     if resume:
-        state = load_checkpoint(resume, map_location=info.device)
-        model.load_state_dict(state["model"])
+        state = read_checkpoint(resume)  # on the CPU: RNG states must stay CPU tensors; the rest is copied
+        if "optimizer" not in state:
+            raise CheckpointError(f"{resume}: not a training checkpoint (resume from checkpoint.pth)")
+        if checkpoint_config(state) is not None:
+            check_config_fits(checkpoint_config(state), cfg.to_dict(), resume)
+        load_weights(model, state, resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -203,9 +247,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
             print(f"resumed from {resume} at epoch {start_epoch}")
 
     if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
-        atomic_write(out_dir / "config.yaml", lambda f: f.write(text))
+        save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out_dir / "config.yaml")
     log = MetricLog(out_dir, t.log) if info.is_main else None
     row: dict = {}
     for epoch in range(start_epoch, t.epochs):
@@ -217,15 +259,16 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         samples = all_reduce_sum(stats.samples, info)
         loss = all_reduce_sum(stats.loss, info) / max(samples, 1)
         skipped = all_reduce_sum(stats.skipped, info)
-        row = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch + 1, "steps": stats.steps, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / stats.seconds, "skipped": int(skipped)}
         if info.is_main:
             if t.eval_every and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
                 row["AP"] = validate(model, cfg, info)["AP"]
-            ap = row.get("AP", -1.0)
-            if ap > best_ap:
-                best_ap = ap
-                save_checkpoint({"model": model.state_dict(), "epoch": epoch, "AP": ap}, out_dir / "model_best.pth")
+            ap = row.get("AP")
+            if (ap is not None and ap > best_ap) or (ap is None and best_ap < 0):  # best, or last unvalidated
+                best_ap = ap if ap is not None else best_ap
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch, "AP": ap, "config": cfg.to_dict()},
+                                out_dir / "model_best.pth")
             save_checkpoint({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,

@@ -4,7 +4,8 @@ Convention: ``macs`` are multiply-accumulates of convolutions and matrix product
 usually quote as "FLOPs" for pose networks (e.g. "HG-8: ~26 GFLOPs"); ``flops`` = 2 x ``macs``, which
 is what :class:`torch.utils.flop_counter.FlopCounterMode` reports. BatchNorm, ReLU, pooling,
 upsampling and additions are not counted (they are a few percent and memory-bound, not compute-bound).
-Counts are per input of ``input_shape``; use batch 1 for "per person" figures.
+Counts are per input of ``input_shape``; use batch 1 for "per person" figures. The same forward pass
+gives the network's real output shape (its last output, for networks that return one per stack).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Complexity:
     params: int
     macs: int
     flops: int
+    output_shape: tuple[int, ...]
 
     def __str__(self) -> str:
         return f"params {self.params / 1e6:.2f}M, {self.macs / 1e9:.2f} GMACs, {self.flops / 1e9:.2f} GFLOPs"
@@ -31,7 +33,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 256, 256)) -> int:
-    """FLOPs (2 x MACs) of one forward pass on a zero input of ``input_shape``.
+    """FLOPs (2 x MACs) of one forward pass on a zero input of ``input_shape``."""
+    return _forward_counts(model, input_shape)[0]
+
+
+def _forward_counts(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """FLOPs of one forward pass on a zero input of ``input_shape``, and the output's shape.
 
     The model runs in eval mode under ``no_grad`` so BatchNorm running statistics are left untouched;
     its train/eval mode is restored afterwards.
@@ -44,12 +51,13 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 256, 256
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
+            out = model(x)
     finally:
         model.train(was_training)
-    return counter.get_total_flops()
+    out = out[-1] if isinstance(out, list | tuple) else out
+    return counter.get_total_flops(), tuple(out.shape)
 
 
 def measure_complexity(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 256, 256)) -> Complexity:
-    flops = count_flops(model, input_shape)
-    return Complexity(params=count_parameters(model), macs=flops // 2, flops=flops)
+    flops, output_shape = _forward_counts(model, input_shape)
+    return Complexity(params=count_parameters(model), macs=flops // 2, flops=flops, output_shape=output_shape)

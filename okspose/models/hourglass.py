@@ -114,6 +114,8 @@ class StackedHourglass(nn.Module):
     ``find_unused_parameters``).
     """
 
+    stride = 4  # input pixels per heatmap pixel (the stem's stride-2 conv and max-pool)
+
     def __init__(self, num_stacks: int = 8, num_features: int = 256, num_joints: int = 17, depth: int = 4):
         super().__init__()
         if num_stacks < 1 or depth < 1:

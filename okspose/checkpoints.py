@@ -1,0 +1,86 @@
+"""Checkpoints that describe themselves: the weights travel with the config they were trained with.
+
+Every checkpoint is read to the CPU with ``weights_only=True`` and moved afterwards by the caller, so a
+checkpoint written on a GPU restores its RNG states (CPU tensors by definition) on any machine. Reading
+problems and weights that do not fit the model are :class:`CheckpointError`s naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from okspose.errors import CheckpointError
+
+# Settings that decide the weights' shapes or what the weights were trained to see: a config that changes
+# them does not fit the checkpoint.
+FIXED_SETTINGS = (("data", "schema"), ("data", "input_size"), ("data", "heatmap_size"))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's dict, every tensor on the CPU; only tensors and plain containers are allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types (zip, pickle, EOF, unpickling) for a bad file
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or another format: "
+                              f"{reason})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (expected a dict, found {type(state).__name__})")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The config (a plain dict) the checkpoint was trained with, or None for a bare/old checkpoint."""
+    config = state.get("config")
+    return config if isinstance(config, dict) else None
+
+
+def model_weights(state: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model's state dict: a training checkpoint's ``model`` entry, or the file itself."""
+    weights = state.get("model", state)
+    if not isinstance(weights, dict) or not weights or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: holds no model weights (neither a 'model' entry nor a state dict)")
+    return weights
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], path: str | os.PathLike) -> nn.Module:
+    """Copy the checkpoint's weights into ``model`` (onto the model's device); a mismatch names the first
+    parameter that does not fit."""
+    weights = model_weights(state, path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [k for k in own if k in weights and own[k].shape != weights[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(f"{path}: weights do not fit the model: {k} is {tuple(weights[k].shape)} in the "
+                              f"checkpoint, {tuple(own[k].shape)} in the model")
+    if missing or unexpected:
+        what = f"lacks {missing[0]}" if missing else f"has {unexpected[0]}, which the model does not"
+        raise CheckpointError(f"{path}: weights do not fit the model: the checkpoint {what} "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    model.load_state_dict(weights)
+    return model
+
+
+def check_config_fits(trained: dict[str, Any], config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Raise when ``config`` changes a model or geometry setting of the checkpoint's own config."""
+    keys = [("model", k) for k in trained.get("model", {})] + list(FIXED_SETTINGS)
+    for section, key in keys:
+        was = trained.get(section, {}).get(key)
+        now = config.get(section, {}).get(key)
+        if was is not None and _plain(was) != _plain(now):
+            raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={_plain(was)}, "
+                                  f"the config says {_plain(now)}")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value

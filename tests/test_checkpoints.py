@@ -1,0 +1,158 @@
+"""Self-describing checkpoints: a run's files, `okspose test` without a config, one-line errors for a
+checkpoint that does not fit or cannot be read, and RNG states that restore whatever device wrote them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS
+
+from okspose.builders import build_model, load_run_config
+from okspose.checkpoints import read_checkpoint
+from okspose.cli import main
+from okspose.config import load_config
+from okspose.engine.train import rng_state, set_rng_state, train
+from okspose.errors import CheckpointError
+from okspose.fileio import save_checkpoint, save_json
+
+CONFIG = CONFIGS / "coco_mini_tiny.yaml"
+TINY = ["model.num_features=16", "data.max_train_persons=8", "data.max_val_persons=8", "train.batch_size=4",
+        "train.workers=0", "train.progress=false", "train.amp=none", "test.amp=none", "test.batch_size=8"]
+
+
+def _train(coco_mini: Path, out: Path, *extra: str) -> Path:
+    cfg = load_config(CONFIG, [f"data.root={coco_mini}", f"train.output_dir={out}", *TINY, *extra])
+    train(cfg, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(coco_mini, tmp_path_factory) -> Path:
+    """One epoch, never validated (eval_every=0, the demo's case)."""
+    return _train(coco_mini, tmp_path_factory.mktemp("run"), "train.epochs=1", "train.eval_every=0")
+
+
+def _one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_checkpoints_carry_their_config(run_dir):
+    for name in ("checkpoint.pth", "model_best.pth"):  # model_best exists although nothing was validated
+        state = read_checkpoint(run_dir / name)
+        assert state["config"]["model"]["num_features"] == 16 and state["config"]["data"]["input_size"] == (128, 128)
+
+
+def test_log_has_fixed_columns_and_ap_in_its_own(coco_mini, tmp_path):
+    run = _train(coco_mini, tmp_path / "run", "train.epochs=2", "train.eval_every=2")
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["AP"] == "" and 0.0 <= float(rows[1]["AP"]) <= 1.0
+    assert None not in rows[1] and float(rows[1]["loss"]) > 0 and rows[1]["steps"] == "2"
+    assert read_checkpoint(run / "model_best.pth")["epoch"] == 1  # the validated epoch
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        written = [save_json({"a": 1}, tmp_path / "r.json"), save_checkpoint({"x": torch.ones(1)}, tmp_path / "c.pth")]
+    finally:
+        os.umask(old)
+    assert [p.stat().st_mode & 0o777 for p in written] == [mode, mode]
+
+
+def test_test_without_a_config(run_dir, coco_mini, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    code = main(["test", "--checkpoint", str(run_dir / "model_best.pth"), "--boxes", "gt", f"data.root={coco_mini}",
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 0 and out.is_file() and "AP" in capsys.readouterr().out
+
+
+def test_predict_without_a_config(run_dir, coco_mini, tmp_path):
+    image = sorted((coco_mini / "val2017").glob("*.jpg"))[0]
+    assert main(["predict", "--checkpoint", str(run_dir / "checkpoint.pth"), "--whole-image", "--out",
+                 str(tmp_path / "out"), "--no-vis", str(image), "--device", "cpu", "test.flip_test=true"]) == 0
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())) == 1
+
+
+def test_overrides_after_the_options(run_dir, coco_mini, tmp_path):
+    out = tmp_path / "res.json"
+    assert main(["test", str(CONFIG), "--checkpoint", str(run_dir / "checkpoint.pth"), "--boxes", "gt",
+                 "--out", str(out), f"data.root={coco_mini}", *TINY, "--device", "cpu", "test.flip_test=true"]) == 0
+    assert out.is_file()
+
+
+def test_config_that_does_not_fit_the_checkpoint(run_dir, capsys):
+    code = main(["test", "--checkpoint", str(run_dir / "checkpoint.pth"), "--boxes", "gt", "model.num_stacks=2"])
+    err = _one_line_error(capsys, code)
+    assert "checkpoint.pth was trained with model.num_stacks=1, the config says 2" in err
+
+
+def test_bare_checkpoint_that_does_not_fit(tmp_path, capsys):
+    """A checkpoint without settings (made elsewhere) is checked parameter by parameter."""
+    cfg = load_config(CONFIG, ["model.num_stacks=2"])
+    save_checkpoint({"model": build_model(cfg).state_dict()}, tmp_path / "bare.pth")
+    code = main(["test", str(CONFIG), "--checkpoint", str(tmp_path / "bare.pth"), "--boxes", "gt"])
+    assert "weights do not fit the model" in _one_line_error(capsys, code)
+    code = main(["test", "--checkpoint", str(tmp_path / "bare.pth"), "--boxes", "gt"])
+    assert "give the config it was trained with" in _one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "missing"])
+def test_unreadable_checkpoint(run_dir, tmp_path, capsys, damage):
+    bad = tmp_path / "bad.pth"
+    if damage == "truncated":
+        bad.write_bytes((run_dir / "checkpoint.pth").read_bytes()[:5000])
+    elif damage == "text":
+        bad.write_text("not a checkpoint")
+    code = main(["test", str(CONFIG), "--checkpoint", str(bad), "--boxes", "gt"])
+    err = _one_line_error(capsys, code)
+    assert str(bad) in err and ("not found" if damage == "missing" else "not a readable checkpoint") in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda(run_dir, capsys):
+    code = main(["test", "--checkpoint", str(run_dir / "checkpoint.pth"), "--boxes", "gt", "--device", "cuda"])
+    assert "CUDA is not available" in _one_line_error(capsys, code)
+
+
+def _as_if_saved_on_gpu(src: Path, dst: Path) -> None:
+    """A copy of ``src`` whose storages say they were written on cuda:0, as a GPU run writes them."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zout.writestr(item, data)
+
+
+def test_rng_states_restore_from_a_gpu_checkpoint(tmp_path):
+    """The checkpoint is read to the CPU whatever device wrote it, so torch/numpy RNG states restore."""
+    save_checkpoint({"rng": rng_state(), "model": {"w": torch.ones(2)}}, tmp_path / "cpu.pth")
+    expected = torch.rand(4)
+    _as_if_saved_on_gpu(tmp_path / "cpu.pth", tmp_path / "gpu.pth")
+    if not torch.cuda.is_available():  # the copy really is a GPU checkpoint: a plain load wants CUDA
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(io.BytesIO((tmp_path / "gpu.pth").read_bytes()), weights_only=True)
+    state = read_checkpoint(tmp_path / "gpu.pth")
+    assert state["rng"]["torch"].device.type == "cpu" and state["model"]["w"].device.type == "cpu"
+    set_rng_state(state["rng"])
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_load_run_config_takes_the_checkpoint_settings(run_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    cfg = load_run_config(None, ["test.flip_test=true"], run_dir / "checkpoint.pth")
+    assert cfg.model.num_features == 16 and cfg.test.flip_test and cfg.data.max_val_persons == 8
+    with pytest.raises(CheckpointError, match="data.input_size"):
+        load_run_config(None, ["data.input_size=[256,256]", "data.heatmap_size=[64,64]"], run_dir / "checkpoint.pth")
