@@ -17,10 +17,10 @@ from pycocotools.coco import COCO
 
 from okspose.builders import build_model
 from okspose.cli import main
+from okspose.commands.predict import split_overrides
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
 from okspose.keypoints import COCO17
-from okspose.predict import split_overrides
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 DETECTIONS = SAMPLES / "test_coco_det_AP_H_56.json"
