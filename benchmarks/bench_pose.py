@@ -59,7 +59,8 @@ def end_to_end(stacks: int, threads: int, repeat: int) -> dict:
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     from okspose.data.coco import read_image
-    from okspose.detection import PersonDetector, load_detections
+    from okspose.detections import load_detections
+    from okspose.detector import PersonDetector
     from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps
     from okspose.keypoints import COCO17
     from okspose.models.hourglass import StackedHourglass

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from okspose.builders import load_run_config
+from okspose.commands.boxes import BoxSource
 from okspose.config import packaged_configs, split_overrides
-from okspose.engine.runs import BoxSource
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
@@ -57,8 +57,8 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from okspose.commands.test import run_test
     from okspose.engine.distributed import cleanup, init_distributed
-    from okspose.engine.runs import run_test
     from okspose.evaluation import format_stats
 
     cfg = load_run_config(args.config, args.overrides, args.checkpoint)
@@ -67,18 +67,20 @@ def cmd_test(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
     info = init_distributed(args.device)
     try:
-        stats = run_test(cfg, args.checkpoint, source, out, info, vis_dir=args.vis)
+        evaluation = run_test(cfg, args.checkpoint, source, out, info, vis_dir=args.vis)
     finally:
         cleanup(info)
-    if stats is not None:
-        print(f"{source.describe()}: wrote {out}")
-        print(format_stats(stats))
+    if evaluation is not None:
+        print(f"{source.describe()}: wrote {out} ({evaluation.images} images)")
+        print(format_stats(evaluation.stats))
+        if evaluation.skip_line():
+            print(evaluation.skip_line())
     return 0
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
+    from okspose.commands.ablation import run_ablation_tables
     from okspose.engine.distributed import cleanup, init_distributed
-    from okspose.engine.runs import run_ablation_tables
 
     cfg = load_run_config(args.config, args.overrides, args.checkpoint)
     info = init_distributed(args.device)
@@ -138,15 +140,15 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from okspose.demo import run_demo
+    from okspose.commands.demo import run_demo
 
     run_demo(Path(args.out), config=args.config, overrides=args.overrides, with_detector=not args.no_detector)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from okspose.commands.predict import collect_inputs, run_predict
     from okspose.engine.distributed import cleanup, init_distributed
-    from okspose.predict import collect_inputs, run_predict
 
     items, warnings = collect_inputs(args.inputs)  # a missing input stops here, before any work
     cfg = load_run_config(args.config, args.overrides, args.checkpoint)

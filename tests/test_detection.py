@@ -12,18 +12,11 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from okspose import detection
+from okspose.commands.demo_detector import SYNTHETIC_ARCHS, load_synthetic_detector, train_synthetic_detector
 from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image
 from okspose.data.synthetic import generate_synthetic_coco
-from okspose.detection import (
-    COCO_WEIGHTS,
-    DetectorWeightsError,
-    PersonDetector,
-    box_quality,
-    load_detections,
-    load_synthetic_detector,
-    train_synthetic_detector,
-)
+from okspose.detections import load_detections
+from okspose.detector import COCO_WEIGHTS, DetectorWeightsError, PersonDetector
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples" / "coco"
 DET_FILE = SAMPLES / "test_coco_det_AP_H_56.json"
@@ -98,7 +91,7 @@ GOOD = {"image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 
 ])
 def test_load_detections_malformed(tmp_path: Path, content: object, match: str) -> None:
     path = _write(tmp_path, content)  # json.dumps writes NaN/Infinity, which json.loads reads back
-    with pytest.raises(ValueError, match=match) as err:
+    with pytest.raises(DataError, match=match) as err:
         load_detections(path)
     assert str(path) in str(err.value)
 
@@ -226,7 +219,7 @@ def test_synthetic_detector_trains_caches_and_detects(tiny_synthetic: Path, tmp_
         assert np.all(np.isfinite(boxes)) and np.all(np.diff(scores) <= 0)
 
 
-@pytest.mark.parametrize("arch", detection.SYNTHETIC_ARCHS)
+@pytest.mark.parametrize("arch", SYNTHETIC_ARCHS)
 def test_every_synthetic_arch_trains(tiny_synthetic: Path, tmp_path: Path, arch: str) -> None:
     out = train_synthetic_detector(tiny_synthetic, tmp_path / "det.pth", minutes=1, arch=arch, steps=1,
                                    batch_size=2, log_every=0)
@@ -244,14 +237,3 @@ def test_synthetic_detector_bad_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(DetectorWeightsError, match="not a synthetic detector checkpoint"):
         load_synthetic_detector(tmp_path / "nometa.pth")
 
-
-def test_box_quality_of_ground_truth_is_perfect(tiny_synthetic: Path) -> None:
-    ann_file = tiny_synthetic / "annotations" / "person_keypoints_train.json"
-    data = read_annotation_file(ann_file)
-    dets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for ann in data["annotations"]:
-        boxes, scores = dets.get(ann["image_id"], (np.zeros((0, 4)), np.zeros(0)))
-        dets[ann["image_id"]] = (np.vstack([boxes, ann["bbox"]]), np.append(scores, 1.0))
-    stats = box_quality(dets, ann_file)
-    assert stats["AP"] == pytest.approx(1.0) and stats["recall50"] == 1.0
-    assert box_quality({}, ann_file)["recall50"] == 0.0

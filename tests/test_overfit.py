@@ -14,8 +14,8 @@ from conftest import CONFIGS
 from okspose.builders import build_codec, build_model, build_records, build_schema, load_model_weights
 from okspose.cli import main
 from okspose.config import load_config
-from okspose.engine.evaluate import predict_keypoints
 from okspose.evaluation import evaluate_keypoints
+from okspose.posing import predict_keypoints
 
 
 def _eight_persons(coco_mini: Path, out: Path) -> Path:

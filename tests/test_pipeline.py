@@ -12,9 +12,9 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from pycocotools.coco import COCO
 
-from okspose.ablation import ROWS
 from okspose.builders import build_model
 from okspose.cli import main
+from okspose.commands.ablation import ROWS
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
 

@@ -33,11 +33,11 @@ from okspose.engine.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
+from okspose.engine.validation import validate_gt_boxes
 from okspose.errors import CheckpointError, ConfigError, DataError
 from okspose.fileio import save_checkpoint, save_text
 from okspose.inference import autocast, normalize_images, resolve_amp
 from okspose.loss import JointsMSELoss
-from okspose.pipeline import evaluate_gt_boxes
 
 LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP")  # AP empty when not validated
 
@@ -179,9 +179,10 @@ class MetricLog:
             self.writer.flush()
 
 
-def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float]:
-    """COCO keypoint stats on the val split with ground-truth boxes (run on the main process)."""
-    return evaluate_gt_boxes(model, cfg, build_records(cfg, "val"), info.device)
+def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float] | None:
+    """COCO keypoint stats on the val split with ground-truth boxes, sharded over the ranks (every rank
+    calls it); the stats on rank 0, None on the others."""
+    return validate_gt_boxes(model, cfg, info)
 
 
 def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
@@ -261,9 +262,11 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         skipped = all_reduce_sum(stats.skipped, info)
         row = {"epoch": epoch + 1, "steps": stats.steps, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / stats.seconds, "skipped": int(skipped)}
+        val = validate(model, cfg, info) if t.eval_every and (
+            (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs) else None
         if info.is_main:
-            if t.eval_every and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
-                row["AP"] = validate(model, cfg, info)["AP"]
+            if val is not None:
+                row["AP"] = val["AP"]
             ap = row.get("AP")
             if (ap is not None and ap > best_ap) or (ap is None and best_ap < 0):  # best, or last unvalidated
                 best_ap = ap if ap is not None else best_ap

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import torch
 
-from okspose.builders import build_model, build_records, load_model_weights
+from okspose.builders import build_model, build_records
+from okspose.commands.ablation import run_ablation_tables
+from okspose.commands.boxes import BoxSource
+from okspose.commands.demo_detector import train_synthetic_detector
+from okspose.commands.test import run_test
 from okspose.config import Config, load_config
 from okspose.data.synthetic import generate_synthetic_coco
-from okspose.detection import train_synthetic_detector
 from okspose.engine.distributed import DistInfo
-from okspose.engine.runs import BoxSource, run_ablation_tables, run_test
 from okspose.engine.train import train
+from okspose.engine.validation import validate_gt_boxes
 from okspose.evaluation import format_stats
-from okspose.pipeline import evaluate_gt_boxes
 
 DEMO_CONFIG = "demo_synthetic"  # the packaged okspose/configs/demo_synthetic.yaml
 
@@ -54,22 +56,22 @@ def run_demo(out: Path, config: str | Path | None = None, overrides: list[str] |
     the seed's ablation table, pictures. Returns the stats of each evaluation."""
     cfg = demo_config(out, config, overrides)
     make_demo_data(out / "data", train_images, val_images)
-    device = torch.device("cpu")
-    records = build_records(cfg, "val")
+    persons = len(build_records(cfg, "val"))
     info = DistInfo()
 
     torch.manual_seed(cfg.train.seed)
-    untrained = evaluate_gt_boxes(build_model(cfg), cfg, records, device)
+    untrained = validate_gt_boxes(build_model(cfg), cfg, info)
     print(f"untrained network: AP {untrained['AP']:.3f} (ground-truth boxes)")
 
     start = time.perf_counter()
     ckpt = Path(cfg.train.output_dir) / "checkpoint.pth"
     train(cfg, resume=ckpt if ckpt.exists() else None, device="cpu")
     print(f"pose network training: {(time.perf_counter() - start) / 60:.1f} min")
-    model = load_model_weights(build_model(cfg), ckpt)
-    stats = {"untrained": untrained}
-    stats["trained"] = evaluate_gt_boxes(model, cfg, records, device, out / "results_gt_boxes.json")
-    print(f"\nCOCO keypoint stats, synthetic val set, ground-truth boxes ({len(records)} persons):")
+    pictures = None if with_detector else out / "pictures"
+    trained = run_test(cfg, ckpt, BoxSource("gt"), out / "results_gt_boxes.json", info, progress=False,
+                       vis_dir=pictures)
+    stats = {"untrained": untrained, "trained": trained.stats}
+    print(f"\nCOCO keypoint stats, synthetic val set, ground-truth boxes ({persons} persons):")
     print(format_stats(stats["trained"]))
 
     if with_detector:
@@ -78,14 +80,12 @@ def run_demo(out: Path, config: str | Path | None = None, overrides: list[str] |
         print(f"person detector (trained on the synthetic scenes): {(time.perf_counter() - start) / 60:.1f} min")
         source = BoxSource("synthetic", str(weights))
         stats["detector"] = run_test(cfg, ckpt, source, out / "results.json", info, progress=False,
-                                     vis_dir=out / "pictures")
+                                     vis_dir=out / "pictures").stats
         print("\nCOCO keypoint stats, synthetic val set, detector boxes + rescoring + IoU/OKS-NMS:")
         print(format_stats(stats["detector"]))
         table = run_ablation_tables(cfg, ckpt, source, info, progress=False)
         (out / "ablation.md").write_text(table)
         print("\n" + table)
-    else:
-        evaluate_gt_boxes(model, cfg, records, device, vis_dir=out / "pictures")
     print(f"(untrained network: AP {untrained['AP']:.3f})")
     print(f"results: {out}/results*.json; pictures: {out / 'pictures'} (overview.jpg tiles them)")
     return stats

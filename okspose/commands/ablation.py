@@ -1,4 +1,5 @@
-"""The seed's ablation tables on any COCO-format set: instance scoring criterion, NMS steps, GT boxes.
+"""``okspose ablation``: the seed's tables on any COCO-format set: instance scoring criterion, NMS steps,
+ground-truth boxes.
 
 Every box is posed once; each row only re-runs rescoring/NMS and the metric on those poses.
 """
@@ -6,14 +7,18 @@ Every box is posed once; each row only re-runs rescoring/NMS and the metric on t
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from okspose.config import TestConfig
+from okspose.builders import build_model, build_schema, load_model_weights
+from okspose.commands.boxes import BoxSource, pose_val
+from okspose.config import Config, TestConfig
+from okspose.engine.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
-from okspose.pipeline import PosedInstances, gt_box_settings, results_for, select_instances
+from okspose.instances import PosedInstances, gt_box_settings, results_for, select_instances
 
 COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -73,3 +78,20 @@ def format_ablation(rows: list[tuple[AblationRow, dict[str, float]]]) -> str:
         cells = ["n/a" if stats[c] < 0 else f"{stats[c]:.3f}" for c in COLUMNS]
         lines.append("| " + " | ".join([row.name, *cells]) + " |")
     return "\n".join(lines).strip() + "\n"
+
+
+def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
+                        with_gt: bool = True, progress: bool = True) -> str | None:
+    """The seed's tables (markdown) on the val split; rank 0 returns the text, other ranks None."""
+    model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
+    detected, ids, report = pose_val(model, cfg, source, info, progress)
+    gt = pose_val(model, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
+    if not info.is_main:
+        return None
+    if report.total:
+        print(f"{source.describe()}: {report.summary()}", file=sys.stderr)
+    rows = run_ablation(detected, gt, cfg.test, np.asarray(build_schema(cfg).sigmas), cfg.data_path("val_ann"), ids)
+    skipped = f", {len(detected.skipped)} unreadable images scored as misses" if detected.skipped else ""
+    header = (f"Ablation on {cfg.data_path('val_ann')} ({len(ids)} images{skipped}), {source.describe()}, "
+              f"flip test {'on' if cfg.test.flip_test else 'off'}, decoding {cfg.test.decode}\n\n")
+    return header + format_ablation(rows)

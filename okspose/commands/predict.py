@@ -6,6 +6,9 @@ recursively, because nested folders are more often other datasets, splits or ear
 the same input. An input that does not exist stops the run before any work; an image that fails to
 decode is reported on stderr, counted and skipped.
 
+Each picture is decoded once: the detector, the pose network and the drawing use the same pixels, and
+video frames go from the decoder straight into the pose batch, a chunk of frames at a time.
+
 Image ids: a still image whose file-name stem is a number gets that number as its id, because COCO
 names its files that way (``000000000785.jpg`` is image 785) and that is how a ``--detections`` file is
 matched to the files. Other images, a later file with an already used number, and every video frame get
@@ -31,36 +34,32 @@ Outputs, in the ``out`` folder (JSON written atomically, by rank 0 only under ``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 from tqdm import tqdm
 
 from okspose.builders import build_model, build_schema, load_model_weights
+from okspose.commands.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
 from okspose.config import Config
 from okspose.data.coco import DataError, SkipReport, read_image
-from okspose.detection import Detections, PersonDetector, load_detections
+from okspose.detector import PersonDetector
 from okspose.engine.distributed import DistInfo, gather_lists, shard
-from okspose.engine.runs import BoxSource, make_detector
 from okspose.fileio import atomic_write, save_json
+from okspose.instances import Detections, records_from_detections, results_for, select_instances
 from okspose.keypoints import KeypointSchema
-from okspose.pipeline import pose_boxes, records_from_detections, results_for, run_detector, select_instances
+from okspose.posing import Poser
 from okspose.visualize import draw_poses
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
-# Images (or frames) posed together: enough to keep the pose batches full, few enough that a long video
-# never holds more than this many decoded frames or temporary frame files at once.
-CHUNK_IMAGES = 64
 DEFAULT_FPS = 25.0  # for videos whose container does not say
 @dataclass(frozen=True)
 class InputItem:
@@ -196,36 +195,44 @@ def _clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).reshape(-1, 4)
 
 
-class _Poser:
-    """Boxes -> poses -> rescoring and NMS, a chunk of pictures at a time."""
+class _Predictor:
+    """Boxes -> poses -> rescoring and NMS -> pictures, a chunk of decoded pictures at a time.
 
-    def __init__(self, model: nn.Module, cfg: Config, boxes: BoxSource | None, detections: dict[int, Detections],
-                 detector: PersonDetector | None, device: torch.device) -> None:
-        self.model, self.cfg, self.boxes = model, cfg, boxes
-        self.detections, self.detector, self.device = detections, detector, device
-        self.num_joints = build_schema(cfg).num_joints
-        self.sigmas = np.asarray(build_schema(cfg).sigmas)
+    Each picture is decoded once: the detector, the pose network and the drawing all use those pixels.
+    """
+
+    def __init__(self, poser: Poser, cfg: Config, boxes: BoxSource | None, detections: dict[int, Detections],
+                 detector: PersonDetector | None, vis_dir: Path | None, names: list[str]) -> None:
+        self.poser, self.cfg, self.boxes = poser, cfg, boxes
+        self.detections, self.detector = detections, detector
+        self.vis_dir, self.names = vis_dir, names
+        self.schema = poser.schema
+        self.sigmas = np.asarray(self.schema.sigmas)
         self.report = SkipReport()
+        self.pictures: list[Path] = []
 
     def skip(self, reason: str, err: Exception) -> None:
         self.report.add(reason, str(err))
         print(f"skipping {err}", file=sys.stderr)
 
-    def pose_chunk(self, chunk: list[tuple[ImageInfo, str]]) -> list[PosedImage]:
-        """Pose pictures that are known to decode; ``chunk`` pairs each with a readable image file."""
+    def pose_chunk(self, chunk: list[tuple[ImageInfo, np.ndarray]]) -> list[PosedImage]:
+        """Pose decoded RGB pictures; chunk-local ids keep video frames apart."""
         if not chunk:
             return []
-        paths = {i: path for i, (_, path) in enumerate(chunk)}  # chunk-local ids keep frames apart
+        images = {i: rgb for i, (_, rgb) in enumerate(chunk)}
+        names = {i: info.file_name for i, (info, _) in enumerate(chunk)}
+        num_joints = self.schema.num_joints
         if self.boxes is None:
             dets = {i: (np.array([[0.0, 0.0, info.width, info.height]]), np.ones(1))
                     for i, (info, _) in enumerate(chunk)}
+            records = records_from_detections(names, dets, num_joints)
         elif self.boxes.kind == "detections":
             dets = {i: self.detections[info.image_id] for i, (info, _) in enumerate(chunk)
                     if info.frame < 0 and info.image_id in self.detections}
+            records = records_from_detections(names, dets, num_joints)
         else:
-            dets = run_detector(self.detector, paths, self.report)
-        records = records_from_detections(paths, dets, self.num_joints)
-        posed = pose_boxes(self.model, self.cfg, records, self.device)
+            records = detect_records(self.detector, images, names, num_joints)
+        posed = self.poser.pose_decoded(images, records)
         index, scores = select_instances(posed, self.cfg.test, self.sigmas)
         results = results_for(posed, index, scores)
         owner = posed.records.image_ids[index]
@@ -237,58 +244,63 @@ class _Poser:
             out.append(PosedImage(info, boxes, [results[r] for r in rows]))
         return out
 
+    def _finish(self, chunk: list[tuple[ImageInfo, np.ndarray]], draw: Callable[[ImageInfo, np.ndarray], None],
+                bar: tqdm) -> list[PosedImage]:
+        """Pose a chunk, hand each drawn picture to ``draw`` when drawing, count it on the bar."""
+        posed = self.pose_chunk(chunk)
+        if self.vis_dir is not None:
+            for (info, rgb), p in zip(chunk, posed):
+                draw(info, _draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), p, self.schema, self.cfg.test.kpt_score_thr))
+        bar.update(len(chunk))
+        return posed
+
+    def _write_picture(self, info: ImageInfo, drawn: np.ndarray) -> None:
+        target = self.vis_dir / self.names[info.item]
+        _write_jpeg(target, drawn)
+        self.pictures.append(target)
+
     def pose_images(self, items: list[tuple[int, InputItem]], bar: tqdm) -> list[PosedImage]:
         out: list[PosedImage] = []
-        chunk: list[tuple[ImageInfo, str]] = []
-        for index, item in items:
-            try:
-                height, width = read_image(str(item.path)).shape[:2]
-                chunk.append((ImageInfo(index, -1, item.image_id, item.name, width, height), str(item.path)))
-            except DataError as err:
-                self.skip("unreadable image", err)
-                bar.update(1)
-            if len(chunk) == CHUNK_IMAGES:
-                out += self.pose_chunk(chunk)
-                bar.update(len(chunk))
-                chunk = []
-        out += self.pose_chunk(chunk)
-        bar.update(len(chunk))
+        for part in _chunks(items, CHUNK_IMAGES):
+            chunk: list[tuple[ImageInfo, np.ndarray]] = []
+            for index, item in part:
+                try:
+                    rgb = read_image(str(item.path))
+                except DataError as err:
+                    self.skip("unreadable image", err)
+                    bar.update(1)
+                    continue
+                chunk.append((ImageInfo(index, -1, item.image_id, item.name, rgb.shape[1], rgb.shape[0]), rgb))
+            out += self._finish(chunk, self._write_picture, bar)
         return out
 
     def pose_video(self, index: int, item: InputItem, bar: tqdm) -> list[PosedImage]:
-        """Every frame, through temporary lossless PNGs: the pose pipeline reads pictures from files, and
-        PNG keeps the posed pixels identical to the drawn ones."""
+        """Every frame, straight from the decoder into the pose batch, and (when drawing) out to
+        ``vis/<stem>_pose.mp4`` with the input's fps and size."""
         try:
-            _, count, frames = read_video(item.path)
+            fps, count, frames = read_video(item.path)
         except DataError as err:
             self.skip("unreadable video", err)
             return []
         bar.total = (bar.total or 0) + count
         bar.refresh()
+        video = _VideoOut(self.vis_dir / self.names[index], fps) if self.vis_dir is not None else None
         out: list[PosedImage] = []
-        with tempfile.TemporaryDirectory(prefix="okspose-frames-") as tmp:
-            chunk: list[tuple[ImageInfo, str]] = []
-            for frame_index, frame in enumerate(frames):
-                path = os.path.join(tmp, f"{frame_index:06d}.png")
-                if not cv2.imwrite(path, frame, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-                    raise OSError(f"cannot write a temporary frame to {tmp}")
-                height, width = frame.shape[:2]
-                name = f"{item.path.stem}/{frame_index:06d}.jpg"
-                chunk.append((ImageInfo(index, frame_index, -1, name, width, height), path))
-                if len(chunk) == CHUNK_IMAGES:
-                    out += self._flush(chunk, bar)
-                    chunk = []
-            out += self._flush(chunk, bar)
+        for part in _chunks(enumerate(frames), CHUNK_IMAGES):
+            chunk = [(ImageInfo(index, i, -1, f"{item.path.stem}/{i:06d}.jpg", frame.shape[1], frame.shape[0]),
+                      cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for i, frame in part]
+            out += self._finish(chunk, lambda _, drawn: video.write(drawn), bar)
+        if video is not None and (target := video.close()) is not None:
+            self.pictures.append(target)
         if not out:
             self.skip("unreadable video", DataError(f"{item.path}: no frame could be decoded"))
         return out
 
-    def _flush(self, chunk: list[tuple[ImageInfo, str]], bar: tqdm) -> list[PosedImage]:
-        posed = self.pose_chunk(chunk)
-        for _, path in chunk:
-            os.unlink(path)
-        bar.update(len(chunk))
-        return posed
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -383,64 +395,36 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda f: f.write(data.tobytes()))
 
 
-def _draw_video(item: InputItem, index: int, by_key: dict[tuple[int, int], PosedImage], target: Path,
-                schema: KeypointSchema, kpt_thr: float, bar: tqdm) -> bool:
-    """Re-decode the video and write every frame with its poses; False (with a message) on failure.
+class _VideoOut:
+    """Drawn frames to ``target`` (mp4v) through a temporary name, renamed once complete, so a crash never
+    leaves a half-written video behind."""
 
-    Written to a temporary name and renamed, so a crash never leaves a half-written video behind.
-    """
-    try:
-        fps, _, frames = read_video(item.path)
-    except DataError as err:  # changed on disk since it was posed
-        print(f"cannot draw {err}", file=sys.stderr)
-        return False
-    tmp = target.with_name(f".{target.stem}.tmp.mp4")
-    writer = None
-    try:
-        for frame_index, frame in enumerate(frames):
-            if writer is None:
-                height, width = frame.shape[:2]
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                if not writer.isOpened():
-                    print(f"cannot write {target}: OpenCV has no mp4v video encoder", file=sys.stderr)
-                    return False
-            writer.write(_draw(frame, by_key.get((index, frame_index)), schema, kpt_thr))
-            bar.update(1)
-    finally:
-        if writer is not None:
-            writer.release()
-    if writer is None:
-        return False
-    os.replace(tmp, target)
-    return True
+    def __init__(self, target: Path, fps: float) -> None:
+        self.target, self.fps = target, fps
+        self.tmp = target.with_name(f".{target.stem}.tmp.mp4")
+        self.writer: cv2.VideoWriter | None = None
+        self.failed = False
 
+    def write(self, frame: np.ndarray) -> None:
+        if self.failed:
+            return
+        if self.writer is None:
+            height, width = frame.shape[:2]
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self.writer.isOpened():
+                print(f"cannot write {self.target}: OpenCV has no mp4v video encoder", file=sys.stderr)
+                self.failed = True
+                return
+        self.writer.write(frame)
 
-def draw_pictures(posed: list[PosedImage], items: Sequence[InputItem], out_dir: Path, schema: KeypointSchema,
-                  kpt_thr: float, progress: bool) -> list[Path]:
-    """One overlay per posed image and one drawn video per posed video, in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_key = {(p.info.item, p.info.frame): p for p in posed}
-    posed_items = {p.info.item for p in posed}
-    names = _picture_names(items)
-    written = []
-    with tqdm(total=len(posed), desc="draw", unit="img", disable=not progress, leave=False) as bar:
-        for index, item in enumerate(items):
-            if index not in posed_items:  # skipped: unreadable
-                continue
-            target = out_dir / names[index]
-            if item.video:
-                if _draw_video(item, index, by_key, target, schema, kpt_thr, bar):
-                    written.append(target)
-                continue
-            try:
-                image = cv2.cvtColor(read_image(str(item.path)), cv2.COLOR_RGB2BGR)
-            except DataError as err:  # changed on disk since it was posed
-                print(f"cannot draw {err}", file=sys.stderr)
-                continue
-            _write_jpeg(target, _draw(image, by_key[(index, -1)], schema, kpt_thr))
-            written.append(target)
-            bar.update(1)
-    return written
+    def close(self) -> Path | None:
+        """The finished video, or None when no frame was written."""
+        if self.writer is None or self.failed:
+            return None
+        self.writer.release()
+        os.replace(self.tmp, self.target)
+        return self.target
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -458,8 +442,9 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
                 out_dir: str | Path, info: DistInfo, progress: bool = True, draw: bool = True) -> PredictSummary | None:
     """Pose ``items`` with ``boxes`` (``None``: the whole picture is one person, score 1).
 
-    Under ``torchrun`` each rank poses every world_size-th input (a video stays on one rank) and rank 0
-    gathers the poses, writes the files and draws the pictures; other ranks return ``None``.
+    Under ``torchrun`` each rank poses (and draws) every world_size-th input (a video stays on one rank)
+    and rank 0 gathers the poses and writes the JSON files; other ranks return ``None``. Unreadable
+    pictures are reported and skipped, whatever ``data.on_error`` says: a folder of photos is not a data set.
     """
     out_dir = Path(out_dir)
     schema = build_schema(cfg)
@@ -467,22 +452,24 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     det_report = SkipReport()
     detections: dict[int, Detections] = {}
     if boxes is not None and boxes.kind == "detections":
-        detections = load_detections(boxes.path, numbered_ids(items), cfg.test.det_score_floor,
-                                     cfg.test.det_top_k, report=det_report)
+        detections = file_detections(boxes.path, cfg, numbered_ids(items), det_report, warn=info.is_main)
         if info.is_main:
             _warn_unmatched(items, boxes.path)
     detector = make_detector(boxes, cfg, info.device) if boxes is not None and boxes.kind in (
         "maskrcnn", "synthetic") else None
-    poser = _Poser(model, cfg, boxes, detections, detector, info.device)
+    poser = Poser.from_config(model, cfg, info.device, on_error="skip")
+    predictor = _Predictor(poser, cfg, boxes, detections, detector, out_dir / "vis" if draw else None,
+                           _picture_names(items))
     mine = shard(list(enumerate(items)), info)
     stills = [(i, it) for i, it in mine if not it.video]
     with tqdm(total=len(stills), desc="predict", unit="img", disable=not (progress and info.is_main)) as bar:
-        posed = poser.pose_images(stills, bar)
+        posed = predictor.pose_images(stills, bar)
         for index, item in mine:
             if item.video:
-                posed += poser.pose_video(index, item, bar)
+                posed += predictor.pose_video(index, item, bar)
     posed = gather_lists(posed, info)
-    reports = gather_lists([poser.report], info)
+    reports = gather_lists([predictor.report], info)
+    pictures = gather_lists(predictor.pictures, info)
     if not info.is_main:
         return None
     posed = _number_frames(posed, items)
@@ -490,10 +477,9 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     pred_path, res_path = out_dir / "predictions.json", out_dir / "results.json"
     save_json(predictions, pred_path)
     save_json(results, res_path)
-    pictures = draw_pictures(posed, items, out_dir / "vis", schema, cfg.test.kpt_score_thr, progress) if draw else []
     frames = sum(p.info.frame >= 0 for p in posed)
     return PredictSummary(len(posed) - frames, frames, len(results), _merge([*reports, det_report]), pred_path,
-                          res_path, pictures)
+                          res_path, sorted(pictures))
 
 
 def _warn_unmatched(items: Sequence[InputItem], detections_path: str | None) -> None:

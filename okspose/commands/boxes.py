@@ -1,0 +1,115 @@
+"""Where the person boxes of ``test``, ``ablation``, ``predict`` and the demo come from: ground truth, a
+detections file (checked against the images), or a detector run on pictures decoded once for both the
+detector and the pose network."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from okspose.builders import build_schema
+from okspose.commands.demo_detector import load_synthetic_detector
+from okspose.config import Config
+from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
+from okspose.data.crops import read_images
+from okspose.detections import read_detections
+from okspose.detector import PersonDetector
+from okspose.engine.distributed import DistInfo, shard
+from okspose.engine.validation import gather_posed, pose_val_gt
+from okspose.errors import OksposeError
+from okspose.instances import Detections, PosedInstances, records_from_detections
+from okspose.posing import Poser
+
+# Pictures decoded and held at once on the detector path (and for videos in predict): enough to keep the
+# pose batches full, few enough that a long video never holds more than this many frames.
+CHUNK_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class BoxSource:
+    """Where person boxes come from: ground truth, a COCO results file, or a detector."""
+
+    kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "synthetic"
+    path: str | None = None  # detections file, or detector weights
+
+    def describe(self) -> str:
+        return {"gt": "ground-truth boxes", "detections": f"detections from {self.path}",
+                "maskrcnn": "Mask R-CNN R50-FPN detector", "synthetic": "synthetic-scenes detector"}[self.kind]
+
+
+def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> PersonDetector:
+    if source.kind == "synthetic":
+        if not source.path:
+            raise OksposeError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
+        return load_synthetic_detector(source.path, top_k=cfg.test.det_top_k,
+                                       score_floor=cfg.test.det_score_floor).to(device)
+    return PersonDetector(source.path, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor).to(device)
+
+
+def file_detections(path: str | Path, cfg: Config, image_ids: set[int], report: SkipReport,
+                    warn: bool) -> dict[int, Detections]:
+    """The detections file's boxes of ``image_ids``, after checking that it covers them (an error when it
+    covers none; a warning with the counts on stderr, when ``warn``, if it covers few)."""
+    detections = read_detections(path, cfg.test.det_score_floor, cfg.test.det_top_k, report=report)
+    warning = detections.coverage(image_ids)
+    if warning and warn:
+        print(f"warning: {warning}", file=sys.stderr)
+    return detections.select(image_ids)
+
+
+def detect_records(detector: PersonDetector, images: dict[int, np.ndarray], image_paths: dict[int, str],
+                   num_joints: int) -> PersonRecords:
+    """Person records of the detector's boxes on decoded pictures."""
+    dets = dict(zip(images, detector.detect(list(images.values())))) if images else {}
+    return records_from_detections(image_paths, dets, num_joints)
+
+
+def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[int, str],
+                    progress: bool = False) -> PosedInstances:
+    """Decode each picture once, find its persons with ``detector`` and pose them from the same pixels;
+    unreadable pictures follow ``poser.on_error``."""
+    ids = list(image_paths)
+    parts = []
+    for start in tqdm(range(0, len(ids), CHUNK_IMAGES), desc="detect+pose", unit="chunk", disable=not progress,
+                      leave=False):
+        chunk = {i: image_paths[i] for i in ids[start:start + CHUNK_IMAGES]}
+        images, skipped = read_images(chunk, poser.on_error)
+        posed = poser.pose_decoded(images, detect_records(detector, images, chunk, poser.schema.num_joints))
+        posed.skipped += skipped
+        parts.append(posed)
+    return PosedInstances.concat(parts, poser.schema.num_joints)
+
+
+def val_image_paths(cfg: Config) -> dict[int, str]:
+    data = read_annotation_file(cfg.data_path("val_ann"))
+    return {int(im["id"]): str(cfg.data_path("val_images") / im["file_name"]) for im in data["images"]}
+
+
+def pose_val(model: nn.Module, cfg: Config, source: BoxSource, info: DistInfo,
+             progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
+    """Run on every rank: pose this rank's share of the val images with ``source``'s boxes.
+
+    Returns every rank's poses, the image ids the metric covers (all val images: an unreadable one
+    counts as missed), and what was skipped while reading records or boxes.
+    """
+    if source.kind == "gt":
+        return pose_val_gt(model, cfg, info, progress)
+    report = SkipReport()
+    paths = val_image_paths(cfg)
+    ids = sorted(paths)
+    mine = {i: paths[i] for i in shard(ids, info)}
+    poser = Poser.from_config(model, cfg, info.device)
+    num_joints = build_schema(cfg).num_joints
+    if source.kind == "detections":
+        dets = file_detections(source.path, cfg, set(ids), report, warn=info.is_main)
+        records = records_from_detections(mine, dets, num_joints)
+        posed = poser.pose(records, progress and info.is_main)
+    else:
+        posed = detect_and_pose(poser, make_detector(source, cfg, info.device), mine, progress and info.is_main)
+    return gather_posed(posed, info, num_joints), ids, report

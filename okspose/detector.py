@@ -1,0 +1,166 @@
+"""Person boxes from a torchvision detector: by default the seed's Mask R-CNN ResNet-50 FPN with COCO
+weights, or any torchvision detection model it is handed (e.g. the demo's synthetic-scenes detector).
+
+Boxes come out as ``(boxes_xywh [n, 4], scores [n])`` per picture, best first, capped at ``top_k``; the
+same format as a detections file (:mod:`okspose.detections`). The model's own post-processing drops boxes
+under ``MIN_CANDIDATE_SCORE`` (0.001) whatever ``score_floor`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+
+from okspose.detections import DEFAULT_SCORE_FLOOR, DEFAULT_TOP_K
+from okspose.errors import OksposeError
+from okspose.instances import Detections
+
+PERSON_LABEL = 1  # COCO's person category id, and the first foreground class of a 2-class detector
+# Scores a model's own post-processing drops whatever score_floor says: with a floor of 0, Mask R-CNN
+# runs NMS over every proposal x 90 classes (~90k boxes), which cost 3 s of CPU per image in our
+# measurement, for boxes nobody would pose.
+MIN_CANDIDATE_SCORE = 1e-3
+COCO_WEIGHTS = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+
+
+class DetectorWeightsError(OksposeError):
+    """Detector weights that are missing, unreadable or do not fit the model; says how to get them."""
+
+
+def _coco_weights_file() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(COCO_WEIGHTS.url).name
+
+
+def _how_to_get_weights() -> str:
+    file = _coco_weights_file()
+    return (f"download {COCO_WEIGHTS.url} and put it at {file} (torch hub cache, under $TORCH_HOME), "
+            f"or pass its path with --detector-weights PATH, or skip the detector with --detections FILE "
+            f"(COCO results-format person boxes)")
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A bare state dict or a ``{"model": state_dict, ...}`` checkpoint, tensors only."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DetectorWeightsError(f"{path}: detector weights not found; {_how_to_get_weights()}") from None
+    except Exception as err:  # torch raises many types for a corrupt or non-weights file
+        raise DetectorWeightsError(f"{path}: cannot read detector weights ({type(err).__name__}: "
+                                   f"{str(err)[:200]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DetectorWeightsError(f"{path}: not a state dict (nor a checkpoint with a 'model' state dict)")
+    return obj
+
+
+def _coco_state_dict(allow_download: bool) -> dict[str, torch.Tensor]:
+    """torchvision's COCO Mask R-CNN weights from the hub cache, else downloaded if allowed."""
+    file = _coco_weights_file()
+    if file.is_file():
+        return _read_state_dict(file)
+    if allow_download:
+        try:
+            return torch.hub.load_state_dict_from_url(COCO_WEIGHTS.url, progress=False, check_hash=True,
+                                                      map_location="cpu", weights_only=True)
+        except Exception as err:  # URLError, timeouts, hash mismatch: all mean "no weights"
+            raise DetectorWeightsError(
+                f"no COCO detector weights: {file} is missing and downloading failed "
+                f"({type(err).__name__}: {str(err)[:120]}); {_how_to_get_weights()}") from None
+    raise DetectorWeightsError(f"no COCO detector weights: {file} is missing (downloads are off); "
+                               f"{_how_to_get_weights()}")
+
+
+def _set_postprocess(model: nn.Module, score_floor: float, per_image: int) -> None:
+    """Push the score floor and a detection cap into a torchvision model's own post-processing.
+
+    Two-stage models keep them on ``roi_heads``; one-stage ones (FCOS, RetinaNet, SSD) on the model.
+    """
+    for owner in (getattr(model, "roi_heads", None), model):
+        if owner is not None and hasattr(owner, "score_thresh") and hasattr(owner, "detections_per_img"):
+            owner.score_thresh = score_floor
+            owner.detections_per_img = per_image
+            return
+
+
+class PersonDetector(nn.Module):
+    """Person boxes from a torchvision detection model (by default COCO Mask R-CNN ResNet-50 FPN).
+
+    Weights for the default model come from ``weights_path`` (a state dict or a ``{"model": ...}``
+    checkpoint), else from torchvision's COCO weights in the torch hub cache, else from a download when
+    ``allow_download``; otherwise :class:`DetectorWeightsError` says how to get them. Pass ``model`` to
+    wrap any torchvision detection model (e.g. :func:`load_synthetic_detector`'s) instead; it must output
+    ``{"boxes" xyxy, "labels", "scores"}`` per image with persons as ``person_label``.
+    """
+
+    def __init__(
+        self,
+        weights_path: str | Path | None = None,
+        *,
+        model: nn.Module | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        score_floor: float = DEFAULT_SCORE_FLOOR,
+        allow_download: bool = True,
+        person_label: int = PERSON_LABEL,
+        batch_size: int = 2,
+    ) -> None:
+        super().__init__()
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be at least 1, got {top_k} and {batch_size}")
+        if model is not None and weights_path is not None:
+            raise ValueError("pass either model or weights_path, not both")
+        self.top_k, self.score_floor = top_k, score_floor
+        self.person_label, self.batch_size = person_label, batch_size
+        # The model's cap counts every class, so on COCO it must be wider than top_k or persons in a
+        # busy street scene get crowded out by cars; persons are cut to top_k afterwards.
+        per_image = max(100, top_k)
+        if model is None:
+            state = _read_state_dict(Path(weights_path)) if weights_path is not None else \
+                _coco_state_dict(allow_download)
+            model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_detections_per_img=per_image,
+                                          box_score_thresh=max(score_floor, MIN_CANDIDATE_SCORE))
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:
+                where = weights_path or _coco_weights_file()
+                raise DetectorWeightsError(f"{where}: weights do not fit Mask R-CNN ResNet-50 FPN "
+                                           f"({str(err)[:300]})") from None
+            # Only boxes are needed; pasting up to 100 full-image masks per picture is pure CPU cost.
+            model.roi_heads.mask_roi_pool = model.roi_heads.mask_head = model.roi_heads.mask_predictor = None
+        else:
+            _set_postprocess(model, max(score_floor, MIN_CANDIDATE_SCORE), per_image)
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Per image, the person boxes (xywh, float64 [n, 4]) and scores ([n]) with the best first.
+
+        ``images`` are RGB uint8 arrays [H, W, 3] of any sizes; they go through the model in batches of
+        ``batch_size``.
+        """
+        for i, img in enumerate(images):
+            if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
+                got = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+                raise ValueError(f"image {i}: expected an RGB uint8 array [H, W, 3], got {got}")
+        self.model.eval()  # torchvision detectors in train mode want targets and return losses
+        device = next(self.model.parameters()).device
+        out: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1).float().div_(255)
+                     for img in images[start:start + self.batch_size]]
+            for pred in self.model(batch):
+                keep = (pred["labels"] == self.person_label) & (pred["scores"] >= self.score_floor)
+                boxes = pred["boxes"][keep].double().cpu().numpy()
+                scores = pred["scores"][keep].double().cpu().numpy()
+                order = np.argsort(-scores, kind="stable")[: self.top_k]
+                boxes, scores = boxes[order], scores[order]
+                boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
+                out.append((boxes.reshape(-1, 4), scores))
+        return out
+
+

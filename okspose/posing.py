@@ -1,0 +1,152 @@
+"""The one inference path: person records -> crops -> heatmaps (flip test) -> image keypoints.
+
+Validation during training, ``okspose test``, ``ablation``, ``predict`` and the demo all pose through a
+:class:`Poser`. It prepares the network once (BatchNorm folded and channels_last when ``test.fast``),
+decodes each picture once for all of its persons, and batches crops across pictures. Which images a call
+works on is the caller's choice (a rank's shard, a chunk of video frames): nothing here knows about
+processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from okspose.builders import build_codec, build_schema
+from okspose.config import Config, TestConfig
+from okspose.data.coco import OnError, PersonRecords
+from okspose.data.codec import HeatmapCodec
+from okspose.data.crops import ImageCrops, crop_persons, person_centers_scales
+from okspose.data.transforms import crop_to_image
+from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
+from okspose.instances import PosedInstances
+from okspose.keypoints import KeypointSchema
+
+_CROP_KEYS = ("image", "center", "scale", "index")
+
+
+class Poser:
+    """A pose network ready for inference, with everything needed to turn person boxes into keypoints.
+
+    ``on_error`` decides what an unreadable picture does: stop with its :class:`DataError` ("raise"), or
+    be listed in :attr:`PosedInstances.skipped` ("skip").
+    """
+
+    def __init__(self, model: nn.Module, codec: HeatmapCodec, schema: KeypointSchema, test: TestConfig,
+                 device: torch.device, padding: float = 1.25, workers: int = 0, on_error: OnError = "raise") -> None:
+        self.model = optimize_for_inference(model, device) if test.fast else model
+        self.codec, self.schema, self.test, self.device = codec, schema, test, device
+        self.padding, self.workers, self.on_error = padding, workers, on_error
+        self.amp_dtype = resolve_amp(test.amp, device)
+        self.flip_index = schema.flip_index() if test.flip_test else None
+        self.channels_last = next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_config(cls, model: nn.Module, cfg: Config, device: torch.device,
+                    on_error: OnError | None = None) -> Poser:
+        """A poser with ``cfg``'s codec, schema, test settings, padding, loader workers and ``data.on_error``."""
+        return cls(model, build_codec(cfg), build_schema(cfg), cfg.test, device, cfg.data.padding,
+                   cfg.train.workers, on_error or cfg.data.on_error)
+
+    def pose(self, records: PersonRecords, progress: bool = False) -> PosedInstances:
+        """Pose ``records``, reading each picture from its file once (in loader workers when configured)."""
+        return _posed(records, *self.keypoints_of(records, progress))
+
+    def keypoints_of(self, records: PersonRecords, progress: bool = False) -> tuple[np.ndarray, np.ndarray,
+                                                                                     list[str]]:
+        """(keypoints [N, K, 3] aligned with ``records``, mask [N] of the posed ones, messages of the
+        pictures that could not be read)."""
+        dataset = ImageCrops(records, self.codec.input_size, self.padding, self.on_error)
+        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.workers,
+                            pin_memory=self.device.type == "cuda")
+        return self._run(tqdm(loader, desc="pose", unit="img", disable=not progress, leave=False), len(records))
+
+    def pose_decoded(self, images: Mapping[int, np.ndarray], records: PersonRecords) -> PosedInstances:
+        """Pose ``records`` on pictures already in memory: ``images[image_id]`` is the RGB uint8 picture of
+        every record with that ``image_id`` (a picture decoded for a detector, a video frame)."""
+        centers, scales = person_centers_scales(records, self.codec.input_size, self.padding)
+
+        def items() -> Iterator[dict]:
+            for image_id in dict.fromkeys(records.image_ids.tolist()):
+                index = np.flatnonzero(records.image_ids == image_id)
+                yield {"index": torch.from_numpy(index), "center": torch.from_numpy(centers[index]),
+                       "scale": torch.from_numpy(scales[index]),
+                       "image": crop_persons(images[image_id], centers[index], scales[index], self.codec.input_size)}
+
+        return _posed(records, *self._run(items(), len(records)))
+
+    def _run(self, items: Iterable[dict], n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        keypoints = np.zeros((n, self.schema.num_joints, 3))
+        done = np.zeros(n, dtype=bool)
+        skipped: list[str] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in _batches(items, self.test.batch_size, skipped):
+                idx = batch["index"].numpy()
+                keypoints[idx] = self.crop_keypoints(batch["image"], batch["center"].numpy(),
+                                                     batch["scale"].numpy())
+                done[idx] = True
+        finally:
+            self.model.train(was_training)
+        return keypoints, done, skipped
+
+    def crop_keypoints(self, crops: torch.Tensor, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Image-space keypoints [B, K, 3] (x, y, heatmap maximum) of uint8 crops [B, 3, H, W]."""
+        images = normalize_images(crops, self.device, self.channels_last)
+        heatmaps = predict_heatmaps(self.model, images, self.flip_index, self.amp_dtype)
+        xy, maxvals = self.codec.decode(heatmaps, self.test.decode)
+        out = np.empty((len(crops), self.schema.num_joints, 3))
+        out[..., :2] = crop_to_image(xy, centers, scales, None, self.codec.input_size)
+        out[..., 2] = maxvals
+        return out
+
+
+def _posed(records: PersonRecords, keypoints: np.ndarray, done: np.ndarray, skipped: list[str]) -> PosedInstances:
+    keep = np.flatnonzero(done)
+    return PosedInstances(records.subset(keep), keypoints[keep], skipped)
+
+
+def _batches(items: Iterable[dict], batch_size: int, skipped: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Crops of consecutive pictures regrouped into batches of ``batch_size`` persons; the messages of
+    pictures that could not be read go to ``skipped``."""
+    pending: list[dict] = []
+    size = 0
+    for item in items:
+        if "error" in item:
+            skipped.append(item["error"])
+            continue
+        pending.append(item)
+        size += len(item["index"])
+        while size >= batch_size:
+            merged = {k: torch.cat([p[k] for p in pending]) for k in _CROP_KEYS}
+            yield {k: v[:batch_size] for k, v in merged.items()}
+            size -= batch_size
+            pending = [{k: v[batch_size:] for k, v in merged.items()}] if size else []
+    if size:
+        yield {k: torch.cat([p[k] for p in pending]) for k in _CROP_KEYS}
+
+
+def predict_keypoints(
+    model: nn.Module,
+    records: PersonRecords,
+    codec: HeatmapCodec,
+    schema: KeypointSchema,
+    test_cfg: TestConfig,
+    device: torch.device,
+    workers: int = 0,
+    padding: float = 1.25,
+    on_error: OnError = "raise",
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image keypoints [N, K, 3] (x, y, joint score) of every record's box, aligned with ``records``, and
+    a mask [N] of the records whose picture could be read (False rows stay zero). No detector involved:
+    the function to pose known boxes, e.g. ground-truth persons for hard-example mining."""
+    poser = Poser(model, codec, schema, test_cfg, device, padding, workers, on_error)
+    keypoints, done, _ = poser.keypoints_of(records, progress)
+    return keypoints, done
