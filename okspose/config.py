@@ -24,7 +24,8 @@ class DataConfig:
     train_images: str = "train2017"
     val_ann: str = "annotations/person_keypoints_val2017.json"
     val_images: str = "val2017"
-    schema: str = "coco17"
+    schema: str = "coco17"  # coco17 | aic14 | mpii16 | crowdpose14 | custom (then data.custom_schema)
+    custom_schema: dict[str, Any] | None = None  # joints, flip_pairs, skeleton, sigmas by joint name
     input_size: tuple[int, int] = (256, 256)  # (w, h)
     heatmap_size: tuple[int, int] = (64, 64)  # (w, h)
     sigma: float = 1.0  # target Gaussian std in heatmap pixels
