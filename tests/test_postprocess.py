@@ -1,6 +1,6 @@
 """Post-processing: rescoring, IoU-NMS and OKS-NMS against plain greedy loops, on random and real poses.
 
-The vectorised NMS must return exactly the keep list of the textbook greedy loop, so every test here
+The NMS must return exactly the keep list of the textbook greedy loop, so every test here
 compares against a loop written out below with its own OKS/IoU formula.
 """
 
@@ -181,7 +181,7 @@ def crowd(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def test_oks_nms_equals_loop_on_crowds_across_blocks():
-    """Several hundred candidates: the pair stages run in several row blocks and pair chunks."""
+    """Several hundred candidates: the OKS matrix is built in several row blocks."""
     rng = np.random.default_rng(7)
     for n, thr, vis_thr in ((300, 0.5, None), (250, 0.3, 0.5)):
         kpts, scores, areas = crowd(rng, n)
@@ -190,7 +190,7 @@ def test_oks_nms_equals_loop_on_crowds_across_blocks():
 
 
 def test_oks_nms_equals_loop_with_tiny_blocks(monkeypatch):
-    """The same random clusters with blocks of a few pairs, so every block/chunk boundary is crossed."""
+    """The same random clusters with one row per block, so every block boundary is crossed."""
     monkeypatch.setattr(postprocess, "_BLOCK", 40)
 
     @settings(FAST, max_examples=150)
