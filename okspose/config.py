@@ -89,6 +89,9 @@ class TestConfig:
     oks_nms: bool = True  # OKS-NMS on the poses, after IoU-NMS
     oks_thr: float = 0.5
     soft_oks: bool = False  # soft-OKS-NMS (decay overlapping scores) instead of hard OKS-NMS
+    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
+    vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
 
 
 @dataclass

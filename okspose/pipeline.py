@@ -24,7 +24,7 @@ from okspose.detection import Detections, PersonDetector
 from okspose.engine.evaluate import coco_results, draw_predictions, predict_keypoints
 from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json
-from okspose.postprocess import iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
+from okspose.postprocess import crop_areas, iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
 
 
 @dataclass
@@ -33,6 +33,7 @@ class PosedInstances:
 
     records: PersonRecords
     keypoints: np.ndarray  # [N, K, 3] image x, y, joint score
+    crop_areas: np.ndarray  # [N] area of the padded crop each box was posed from (test.oks_area=crop)
 
     @property
     def box_scores(self) -> np.ndarray:
@@ -64,11 +65,16 @@ def pose_boxes(
                                   workers=cfg.train.workers, padding=cfg.data.padding, on_error="skip",
                                   progress=progress)
     keep = np.flatnonzero(done)
-    return PosedInstances(records.subset(keep), kps[keep])
+    w, h = cfg.data.input_size
+    return PosedInstances(records.subset(keep), kps[keep], crop_areas(records.boxes[keep], w / h, cfg.data.padding))
 
 
 def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices kept, their final scores) after rescoring, IoU-NMS and OKS-NMS as ``test`` switches them."""
+    """(indices kept, their final scores) after rescoring, IoU-NMS and OKS-NMS as ``test`` switches them.
+
+    OKS-NMS scales OKS by the box's area (``test.oks_area=box``, the default: the seed's choice) or by
+    the padded crop's (``crop``, HRNet's and mmpose's, which suppresses more at the same threshold).
+    """
     kpt_score = keypoint_instance_score(posed.keypoints[..., 2], test.kpt_score_thr)
     scores = rescore(posed.box_scores, kpt_score, test.rescoring)
     keep = np.arange(len(scores))
@@ -77,7 +83,7 @@ def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray
     if not test.oks_nms:
         return keep, scores[keep]
     kept, final = [], []
-    areas = posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
+    areas = posed.crop_areas if test.oks_area == "crop" else posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
     image_ids = posed.records.image_ids[keep]
     for image_id in np.unique(image_ids):
         idx = keep[image_ids == image_id]

@@ -1,10 +1,9 @@
 """Instance post-processing after the pose network: rescoring, IoU-NMS on boxes, OKS-NMS on poses.
 
-The seed scores each person as box score x keypoint score, removes duplicate detector boxes by IoU-NMS
-(0.6), then duplicate poses by OKS-NMS (0.5). Both NMS are greedy: visit the candidates by descending
-score (ties in input order) and keep one unless an already kept one overlaps it by more than the
-threshold. OKS-NMS computes the pairwise OKS matrix by broadcasting and then makes that one greedy pass;
-with the seed's 20 boxes per image this takes well under a millisecond against hundreds spent posing.
+The seed scores each person as box score x keypoint score, then removes duplicates by IoU-NMS (0.6) and
+OKS-NMS (0.5), both greedy: visit by descending score (ties in input order), keep one unless a kept one
+overlaps it above the threshold. OKS-NMS is one broadcast pairwise OKS matrix and one greedy pass: with the
+seed's 20 boxes per image well under a millisecond, against hundreds spent posing.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 import torchvision
 
+from okspose.data.transforms import box_to_center_scale
 from okspose.keypoints import COCO17
 
 RescoreMode = Literal["box", "keypoint", "box*keypoint"]
@@ -27,10 +27,7 @@ _BLOCK = 1 << 16
 
 
 def keypoint_instance_score(joint_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
-    """Mean of the joint scores [N, K] that exceed ``thr`` (0 when none does), per instance [N].
-
-    Only confident joints count, so a person with a few sharp joints is not penalised for its occluded ones.
-    """
+    """Mean of the joint scores [N, K] above ``thr`` (0 if none) per instance [N]: occluded joints do not count."""
     conf = np.asarray(joint_scores, dtype=np.float64)
     above = conf > thr
     count = above.sum(-1)
@@ -42,9 +39,8 @@ def rescore(
 ) -> np.ndarray:
     """Instance score [N] used to rank poses for OKS-NMS and the COCO metric.
 
-    ``keypoint_scores`` is either the joint scores [N, K] (reduced by :func:`keypoint_instance_score` with
-    ``kpt_thr``) or already one keypoint score per instance [N]. The seed's default multiplies both, so a
-    confident box with a diffuse pose ranks below one whose joints were actually found.
+    ``keypoint_scores``: joint scores [N, K] (see :func:`keypoint_instance_score`) or one per instance [N].
+    The seed multiplies both, so a confident box with a diffuse pose ranks below one whose joints were found.
     """
     box = np.asarray(box_scores, dtype=np.float64)
     kpt = np.asarray(keypoint_scores, dtype=np.float64)
@@ -69,10 +65,9 @@ def iou_nms(
 ) -> np.ndarray:
     """Greedy IoU-NMS keep indices (int64, by descending score, ties in input order).
 
-    A box is dropped when it overlaps an already kept box of the same ``group`` (e.g. image id) by IoU > thr.
-    IoU uses continuous areas w * h (torchvision's definition, not the +1-pixel one of py-faster-rcnn).
-    All groups go through one ``torchvision.ops.batched_nms`` call. torchvision breaks score ties in no
-    defined order, so it is handed the stable rank instead of the raw scores.
+    A box is dropped when a kept box of the same ``group`` (e.g. image) overlaps it by IoU > thr (areas
+    w * h, torchvision's). One ``batched_nms`` call for all groups, given the stable rank as score since
+    torchvision breaks ties in no defined order.
     """
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     n = len(boxes)
@@ -94,9 +89,15 @@ def iou_nms(
     return order[np.sort(kept.numpy())].astype(np.int64)
 
 
+def crop_areas(boxes_xywh: np.ndarray, aspect_ratio: float, padding: float) -> np.ndarray:
+    """Area [N] of the region each box is posed from: widened to the input's aspect ratio (w / h), then
+    padded. HRNet and mmpose scale OKS-NMS by it (``test.oks_area=crop``); it is >= padding**2 times the
+    box's w * h that the seed used (``box``), so the same OKS threshold suppresses more."""
+    return np.prod(box_to_center_scale(boxes_xywh, aspect_ratio, padding)[1], axis=1)
+
+
 def _check_candidates(kpts: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: Sequence[float]) -> tuple:
-    """Float64 keypoints [N, K, 3], scores [N], areas [N] and sigmas [K]; NaN (which would never
-    suppress) and mismatched shapes are refused."""
+    """Float64 keypoints [N, K, 3], scores [N], areas [N], sigmas [K]; refuses NaN (never suppresses)."""
     kpts, scores, areas = (np.asarray(a, dtype=np.float64) for a in (kpts, scores, areas))
     sigmas = np.asarray(sigmas, dtype=np.float64).reshape(-1)
     if kpts.ndim != 3 or kpts.shape[2] != 3 or scores.shape != (len(kpts),) or areas.shape != scores.shape:
@@ -114,12 +115,10 @@ def oks_matrix(
 ) -> np.ndarray:
     """Pairwise object keypoint similarity [N, N] between poses ``kpts`` [N, K, 3] (x, y, score).
 
-    OKS_ij = mean_k exp(-d_ijk^2 / (2 s_ij^2 kappa_k^2)) with kappa_k = 2 sigma_k and, as in the seed,
-    HRNet and mmpose, the mean of the two areas as the pair's scale s_ij^2 = (a_i + a_j) / 2 (+ eps against
-    zero areas), which makes the matrix symmetric. With ``vis_thr`` the mean runs only over the joints whose
-    score exceeds ``vis_thr`` in *both* poses, and a pair with no such joint has OKS 0. (The ``oks_iou`` of
-    SimpleBaseline/HRNet and mmpose 0.x writes that mask as ``list(vg > vis_thr) and list(vd > vis_thr)``,
-    which checks only the second pose; mmpose 1.x uses ``&``, as we do.)
+    OKS_ij = mean_k exp(-d_ijk^2 / (2 s_ij^2 kappa_k^2)), kappa_k = 2 sigma_k, with the mean of the two
+    areas as scale s_ij^2 = (a_i + a_j) / 2 (+ eps) as in the seed, HRNet and mmpose: a symmetric matrix.
+    With ``vis_thr`` only joints scoring above it in *both* poses count (mmpose 1.x's ``&``; HRNet's
+    ``list(..) and list(..)`` checks only the second pose), and a pair with none has OKS 0.
     """
     kpts, _, areas, sigmas = _check_candidates(kpts, np.zeros(len(kpts)), areas, sigmas)
     n, k = kpts.shape[:2]
@@ -141,8 +140,7 @@ def oks_matrix(
 def greedy_keep(suppress: np.ndarray) -> np.ndarray:
     """Boolean keep mask of greedy NMS over candidates in visiting order.
 
-    ``suppress[a, b]`` (only a < b is read) says that keeping ``a`` removes ``b``; each kept candidate
-    removes the later ones it suppresses, and a removed one removes nothing.
+    ``suppress[a, b]`` (only a < b is read): keeping ``a`` removes ``b``; a removed one removes nothing.
     """
     keep = np.ones(len(suppress), dtype=bool)
     for a in range(len(suppress)):
@@ -182,12 +180,9 @@ def soft_oks_nms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft OKS-NMS: instead of dropping overlapping poses, lower their scores; returns (keep, new_scores).
 
-    Repeatedly take the highest-scoring remaining pose p (ties in input order) and decay every other
-    remaining pose q by
-      gaussian: s_q <- s_q * exp(-OKS_pq^2 / thr)           (thr acts as the Gaussian's variance)
-      linear:   s_q <- s_q * (1 - OKS_pq)  if OKS_pq >= thr  (else unchanged)
-    until ``max_dets`` poses are taken. ``keep`` lists them in the order taken and ``new_scores`` their
-    decayed scores at that moment (non-increasing), as in mmpose/Soft-NMS.
+    Take the highest-scoring remaining pose p (ties in input order) and decay each remaining q by
+    ``exp(-OKS_pq^2 / thr)`` (gaussian) or ``1 - OKS_pq`` where OKS_pq >= thr (linear), until ``max_dets``
+    are taken; ``keep`` in the order taken, ``new_scores`` their decayed scores then, as in mmpose.
     """
     kpts, scores, areas, sigmas = _check_candidates(kpts, scores, areas, sigmas)
     if method not in ("gaussian", "linear"):

@@ -6,6 +6,7 @@ compares against a loop written out below with its own OKS/IoU formula.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from collections import Counter, defaultdict
@@ -17,9 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from okspose import postprocess
+from okspose.config import Config
 from okspose.evaluation import evaluate_keypoints
 from okspose.keypoints import COCO17
+from okspose.pipeline import PosedInstances, records_from_detections, select_instances
 from okspose.postprocess import (
+    crop_areas,
     greedy_keep,
     iou_nms,
     keypoint_instance_score,
@@ -511,3 +515,32 @@ def test_rescore_modes():
     with pytest.raises(ValueError, match="do not match"):
         rescore(box[:2], joints)
 
+
+
+# --------------------------------------------------------------------------------------------------
+# The OKS area setting
+# --------------------------------------------------------------------------------------------------
+
+def test_crop_areas_are_padded_aspect_fixed_boxes():
+    boxes = np.array([[5.0, 5.0, 100.0, 200.0], [0.0, 0.0, 300.0, 100.0]])
+    # aspect 0.75 (192 x 256 input): the tall box is widened to 150 x 200, the wide one heightened to 300 x 400
+    np.testing.assert_allclose(crop_areas(boxes, 0.75, 1.25), [150 * 200 * 1.25**2, 300 * 400 * 1.25**2])
+    np.testing.assert_allclose(crop_areas(boxes, 1.0, 1.0), [200 * 200, 300 * 300])
+
+
+def test_oks_area_setting_changes_the_area_used():
+    """Two poses whose OKS is below 0.5 at the box's area and above it at the (larger) crop's."""
+    rng = np.random.default_rng(6)
+    a = np.concatenate([person(rng, np.array([50.0, 100.0]), 100), np.full((K, 1), 0.9)], 1)
+    box = np.array([0.0, 0.0, 100.0, 200.0])
+    box_area, crop_area = 100.0 * 200.0, 200.0 * 200.0 * 1.25**2
+    shift = next(d for d in np.arange(1.0, 60.0, 0.5)
+                 if ref_oks(a, a + [d, 0, 0], box_area, box_area)
+                 < 0.5 < ref_oks(a, a + [d, 0, 0], crop_area, crop_area))
+    records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
+    posed = PosedInstances(records, np.stack([a, a + [shift, 0, 0]]), crop_areas(records.boxes, 1.0, 1.25))
+    kept = {}
+    for area in ("box", "crop"):
+        test = dataclasses.replace(Config().test, iou_nms=False, oks_area=area)
+        kept[area] = select_instances(posed, test, SIGMAS)[0].tolist()
+    assert kept == {"box": [0, 1], "crop": [0]}

@@ -131,5 +131,6 @@ def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, 
 def _gather_posed(posed: PosedInstances, info: DistInfo) -> PosedInstances:
     if not info.distributed:
         return posed
-    parts = gather_lists([(posed.records, posed.keypoints)], info)
-    return PosedInstances(PersonRecords.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    parts = gather_lists([(posed.records, posed.keypoints, posed.crop_areas)], info)
+    return PosedInstances(PersonRecords.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                          np.concatenate([p[2] for p in parts]))
