@@ -135,7 +135,7 @@ def evaluate_gt_boxes(
         draw_predictions(posed.records.subset(index), posed.keypoints[index], scores, schema, Path(vis_dir),
                          cfg.test.kpt_score_thr)
     img_ids = sorted(set(posed.records.image_ids.tolist()))
-    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=img_ids or None)
+    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=img_ids or None, sigmas=schema.sigmas)
 
 
 def image_paths_from_coco(images: list[dict], image_dir: str | Path) -> dict[int, str]:

@@ -107,7 +107,7 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
     for line in skipped:
         print(f"boxes: {line}", file=sys.stderr)
     save_json(results, out)
-    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=all_ids)
+    return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=all_ids, sigmas=build_schema(cfg).sigmas)
 
 
 def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
