@@ -133,7 +133,7 @@ def evaluate_gt_boxes(
         save_json(results, results_path)
     if vis_dir is not None:
         draw_predictions(posed.records.subset(index), posed.keypoints[index], scores, schema, Path(vis_dir),
-                         cfg.test.kpt_score_thr)
+                         cfg.test.vis_kpt_thr, cfg.test.vis_instance_thr)
     img_ids = sorted(set(posed.records.image_ids.tolist()))
     return evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=img_ids or None, sigmas=schema.sigmas)
 

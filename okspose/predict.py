@@ -384,12 +384,13 @@ def _picture_names(items: Sequence[InputItem]) -> list[str]:
     return names
 
 
-def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, kpt_thr: float) -> np.ndarray:
+def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, kpt_thr: float,
+          instance_thr: float) -> np.ndarray:
     if p is None or not p.results:
         return image_bgr
     kps = np.array([r["keypoints"] for r in p.results], dtype=np.float64).reshape(len(p.results), -1, 3)
     scores = np.array([r["score"] for r in p.results])
-    return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr)
+    return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr, instance_thr=instance_thr)
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
@@ -400,7 +401,7 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
 
 
 def _draw_video(item: InputItem, index: int, by_key: dict[tuple[int, int], PosedImage], target: Path,
-                schema: KeypointSchema, kpt_thr: float, bar: tqdm) -> bool:
+                schema: KeypointSchema, kpt_thr: float, instance_thr: float, bar: tqdm) -> bool:
     """Re-decode the video and write every frame with its poses; False (with a message) on failure.
 
     Written to a temporary name and renamed, so a crash never leaves a half-written video behind.
@@ -420,7 +421,7 @@ def _draw_video(item: InputItem, index: int, by_key: dict[tuple[int, int], Posed
                 if not writer.isOpened():
                     print(f"cannot write {target}: OpenCV has no mp4v video encoder", file=sys.stderr)
                     return False
-            writer.write(_draw(frame, by_key.get((index, frame_index)), schema, kpt_thr))
+            writer.write(_draw(frame, by_key.get((index, frame_index)), schema, kpt_thr, instance_thr))
             bar.update(1)
     finally:
         if writer is not None:
@@ -432,7 +433,7 @@ def _draw_video(item: InputItem, index: int, by_key: dict[tuple[int, int], Posed
 
 
 def draw_pictures(posed: list[PosedImage], items: Sequence[InputItem], out_dir: Path, schema: KeypointSchema,
-                  kpt_thr: float, progress: bool) -> list[Path]:
+                  kpt_thr: float, instance_thr: float, progress: bool) -> list[Path]:
     """One overlay per posed image and one drawn video per posed video, in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     by_key = {(p.info.item, p.info.frame): p for p in posed}
@@ -445,7 +446,7 @@ def draw_pictures(posed: list[PosedImage], items: Sequence[InputItem], out_dir: 
                 continue
             target = out_dir / names[index]
             if item.video:
-                if _draw_video(item, index, by_key, target, schema, kpt_thr, bar):
+                if _draw_video(item, index, by_key, target, schema, kpt_thr, instance_thr, bar):
                     written.append(target)
                 continue
             try:
@@ -453,7 +454,7 @@ def draw_pictures(posed: list[PosedImage], items: Sequence[InputItem], out_dir: 
             except DataError as err:  # changed on disk since it was posed
                 print(f"cannot draw {err}", file=sys.stderr)
                 continue
-            _write_jpeg(target, _draw(image, by_key[(index, -1)], schema, kpt_thr))
+            _write_jpeg(target, _draw(image, by_key[(index, -1)], schema, kpt_thr, instance_thr))
             written.append(target)
             bar.update(1)
     return written
@@ -506,7 +507,8 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     pred_path, res_path = out_dir / "predictions.json", out_dir / "results.json"
     save_json(predictions, pred_path)
     save_json(results, res_path)
-    pictures = draw_pictures(posed, items, out_dir / "vis", schema, cfg.test.kpt_score_thr, progress) if draw else []
+    pictures = draw_pictures(posed, items, out_dir / "vis", schema, cfg.test.vis_kpt_thr, cfg.test.vis_instance_thr,
+                             progress) if draw else []
     frames = sum(p.info.frame >= 0 for p in posed)
     return PredictSummary(len(posed) - frames, frames, len(results), _merge([*reports, det_report]), pred_path,
                           res_path, pictures)

@@ -83,17 +83,18 @@ def draw_predictions(
     schema: KeypointSchema,
     out_dir: Path,
     kpt_thr: float,
+    instance_thr: float,
     max_images: int = 16,
 ) -> list[Path]:
-    """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores,
-    plus ``overview.jpg`` tiling them."""
+    """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores
+    (people and joints at or above the display thresholds), plus ``overview.jpg`` tiling them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written, tiles = [], []
     paths = np.array(records.image_paths)
     for path in list(dict.fromkeys(records.image_paths))[:max_images]:
         rows = np.flatnonzero(paths == path)
         image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
-        drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr)
+        drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr, instance_thr)
         target = out_dir / Path(path).name
         cv2.imwrite(str(target), drawn)
         written.append(target)

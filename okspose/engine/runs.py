@@ -99,7 +99,7 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
         index, scores = select_instances(posed, cfg.test, np.asarray(build_schema(cfg).sigmas))
     if vis_dir is not None and info.is_main:
         draw_predictions(posed.records.subset(index), posed.keypoints[index], scores, build_schema(cfg),
-                         Path(vis_dir), cfg.test.kpt_score_thr)
+                         Path(vis_dir), cfg.test.vis_kpt_thr, cfg.test.vis_instance_thr)
     results = gather_lists(results_for(posed, index, scores), info)
     skipped = gather_lists([report.summary()] if report.total else [], info)
     if not info.is_main:
