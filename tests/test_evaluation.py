@@ -261,3 +261,16 @@ def test_keypoint_count_must_match_the_schema(tmp_path, coco_gt):
              "score": 1.0} for i, a in enumerate(anns)], sigmas=CROWDPOSE14.sigmas)
     with pytest.raises(ValueError, match="42 numbers"):
         evaluate_keypoints(coco_gt, perfect_results(coco_gt), sigmas=AIC14.sigmas)  # 17-joint GT, 14 sigmas
+
+
+def test_eval_results_command_takes_the_schema(tmp_path, capsys):
+    from okspose.cli import main
+
+    path, anns = fourteen_joint_gt(tmp_path, np.random.default_rng(2))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                                "score": 1.0} for a in anns]))
+    assert main(["eval-results", "--gt", str(path), "--results", str(res), "--schema", "crowdpose14", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == 1.0
+    assert main(["eval-results", "--gt", str(path), "--results", str(res), "--schema", "coco18"]) == 2
+    assert "unknown keypoint schema 'coco18'" in capsys.readouterr().err
