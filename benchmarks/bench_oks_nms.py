@@ -1,4 +1,4 @@
-"""OKS-NMS time per image: okspose's vectorised ``oks_nms`` vs mmpose's loop, measured in the same run.
+"""OKS-NMS time per image: okspose's ``oks_nms`` (one OKS matrix, one greedy pass) vs mmpose's, in one run.
 
 mmpose runs in its own virtualenv through ``../shared/peers/oks_nms_peer.py``; we rebuild its candidates
 here from the same generator and seed (noisy copies of n/5 people, 17 joints, random scores, keypoint-box
@@ -30,6 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = REPO.parent / "shared" / "peers" / "oks_nms_peer.py"
 PEER_PYTHON = REPO / ".peer-venv" / "bin" / "python"
 PEER_LINE = re.compile(r"n=(\d+): median ([\d.]+) ms, kept (\d+)")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def peer_candidates(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,7 +116,7 @@ def main() -> None:
                 kept_peer[n] = kept
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f}; "
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, load {load:.1f}; "
           f"median of {a.repeat} calls per round, median of {a.rounds} rounds; thr {a.thr}, seed {a.seed}\n")
     if have_peer:
         print("| candidates | okspose ms | mmpose ms | speed-up | kept (okspose / mmpose) |")

@@ -12,12 +12,17 @@ from okspose.data.coco import PersonRecords, SkipReport, load_person_records
 from okspose.data.codec import HeatmapCodec
 from okspose.data.selection import SelectionRule, select_records
 from okspose.errors import CheckpointError, ConfigError
-from okspose.keypoints import KeypointSchema, get_schema
+from okspose.keypoints import KeypointSchema, get_schema, schema_from_mapping
 from okspose.models.hourglass import StackedHourglass
 
 
 def build_schema(cfg: Config) -> KeypointSchema:
-    return get_schema(cfg.data.schema)
+    """A built-in schema by name, or ``data.schema: custom`` built from ``data.custom_schema``."""
+    custom = cfg.data.custom_schema
+    if (cfg.data.schema == "custom") != (custom is not None):
+        raise ConfigError("data.custom_schema is used exactly when data.schema is 'custom' "
+                          f"(got data.schema={cfg.data.schema!r}, data.custom_schema {'set' if custom else 'unset'})")
+    return schema_from_mapping(custom) if custom is not None else get_schema(cfg.data.schema)
 
 
 def build_codec(cfg: Config) -> HeatmapCodec:

@@ -97,8 +97,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 def cmd_eval_results(args: argparse.Namespace) -> int:
     from okspose.evaluation import evaluate_keypoints, format_stats
+    from okspose.keypoints import get_schema
 
-    stats = evaluate_keypoints(args.gt, args.results)
+    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0
 
@@ -225,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, help="COCO keypoint annotation file")
     p.add_argument("--results", required=True, help="COCO keypoint results file")
     p.add_argument("--json", action="store_true", help="print one JSON object (AP, AP50, ..., ARl)")
+    p.add_argument("--schema", default="coco17", help="keypoint schema whose OKS sigmas score the results "
+                   "(coco17, aic14, mpii16, crowdpose14)")
     p.set_defaults(func=cmd_eval_results)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs per person of a config's model", epilog=EPILOG)

@@ -40,7 +40,8 @@ class DataConfig:
     train_images: str = "train2017"
     val_ann: str = "annotations/person_keypoints_val2017.json"
     val_images: str = "val2017"
-    schema: str = "coco17"
+    schema: str = "coco17"  # coco17 | aic14 | mpii16 | crowdpose14 | custom (then data.custom_schema)
+    custom_schema: dict[str, Any] | None = None  # joints, flip_pairs, skeleton, sigmas by joint name
     input_size: tuple[int, int] = (256, 256)  # (w, h)
     heatmap_size: tuple[int, int] = (64, 64)  # (w, h)
     sigma: float = 1.0  # target Gaussian std in heatmap pixels
@@ -109,6 +110,9 @@ class TestConfig:
     oks_nms: bool = True  # OKS-NMS on the poses, after IoU-NMS
     oks_thr: float = 0.5
     soft_oks: bool = False  # soft-OKS-NMS (decay overlapping scores) instead of hard OKS-NMS
+    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
+    vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
 
 
 @dataclass

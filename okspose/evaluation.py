@@ -3,7 +3,8 @@
 pycocotools is the reference implementation of the metric, so the numbers come from it unchanged; but it
 fails on bad input with bare asserts, IndexErrors or silently wrong numbers (NaN keypoints, unknown
 categories). Everything is therefore validated here first and reported as a ``DataError`` that names the
-file and the offending record.
+file and the offending record. Other schemas than COCO-17 (AI Challenger, CrowdPose, ...) are scored with
+their own OKS sigmas (``COCOeval.params.kpt_oks_sigmas``), and every keypoint list must have their length.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _is_real(x: Any) -> bool:
 _GT_ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "iscrowd")
 
 
-def _check_gt(dataset: Any, source: str) -> None:
+def _check_gt(dataset: Any, source: str, num_joints: int) -> None:
     """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it."""
     if not isinstance(dataset, dict):
         raise DataError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
@@ -85,9 +86,9 @@ def _check_gt(dataset: Any, source: str) -> None:
         missing = [k for k in _GT_ANN_KEYS if k not in ann]
         if missing:
             raise DataError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}")
-        if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * COCO17.num_joints:
-            raise DataError(f"{source}: annotations[{i}] keypoints must be a list of "
-                             f"{3 * COCO17.num_joints} numbers")
+        if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * num_joints:
+            raise DataError(f"{source}: annotations[{i}] keypoints must be a list of {3 * num_joints} numbers "
+                             f"({num_joints} joints of the schema evaluated), got {len(ann['keypoints'])}")
 
 
 def _coco_from_dataset(dataset: dict) -> COCO:
@@ -99,22 +100,26 @@ def _coco_from_dataset(dataset: dict) -> COCO:
     return coco
 
 
-def load_coco(path: str | Path) -> COCO:
-    """Load a COCO keypoint annotation file; a missing or malformed file gives an error naming ``path``."""
+def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
+    """Load a COCO-format keypoint annotation file of ``num_joints`` joints per person; a missing or
+    malformed file gives an error naming ``path``."""
     dataset = _read_json(path, "annotation")
-    _check_gt(dataset, str(path))
+    _check_gt(dataset, str(path), num_joints)
     return _coco_from_dataset(dataset)
 
 
-def _as_coco(gt: str | Path | COCO) -> COCO:
-    return gt if isinstance(gt, COCO) else load_coco(gt)
+def _as_coco(gt: str | Path | COCO, num_joints: int) -> COCO:
+    if isinstance(gt, COCO):
+        _check_gt(gt.dataset, "ground truth", num_joints)
+        return gt
+    return load_coco(gt, num_joints)
 
 
 # --------------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------------
 
-def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set[int]) -> dict:
+def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set[int], num_joints: int) -> dict:
     """Validate one result and return a fresh plain-Python copy (loadRes mutates what it is given)."""
     where = f"{source}: record {i}"
     if not isinstance(rec, dict):
@@ -133,16 +138,19 @@ def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set
     if not _is_real(score) or not math.isfinite(score):
         raise DataError(f"{where}: score must be a finite number, got {score!r}")
     kpts = np.asarray(rec["keypoints"]) if isinstance(rec["keypoints"], Sequence | np.ndarray) else None
-    n = 3 * COCO17.num_joints
+    n = 3 * num_joints
     if kpts is None or kpts.ndim != 1 or kpts.dtype.kind not in "iuf" or kpts.size != n:
-        raise DataError(f"{where}: keypoints must be a flat list of {n} numbers (x, y, score per joint)")
+        raise DataError(f"{where}: keypoints must be a flat list of {n} numbers (x, y, score for each of the "
+                         f"schema's {num_joints} joints)")
     if not np.isfinite(kpts).all():
         raise DataError(f"{where}: keypoints contain NaN or infinite values")
     return {"image_id": int(image_id), "category_id": int(category_id),
             "keypoints": kpts.astype(float).tolist(), "score": float(score)}
 
 
-def load_results(path_or_list: str | Path | list[dict], coco_gt: COCO) -> list[dict]:
+def load_results(
+    path_or_list: str | Path | list[dict], coco_gt: COCO, num_joints: int = COCO17.num_joints
+) -> list[dict]:
     """Validate COCO keypoint results against ``coco_gt`` and return clean copies with just the four fields.
 
     Extra fields (e.g. ``bbox``) are dropped on purpose: with a ``bbox`` present pycocotools would take the
@@ -157,7 +165,7 @@ def load_results(path_or_list: str | Path | list[dict], coco_gt: COCO) -> list[d
         raise DataError(f"{source}: results must be a list of objects, got {type(records).__name__}")
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
-    return [_clean_record(rec, i, source, img_ids, cat_ids) for i, rec in enumerate(records)]
+    return [_clean_record(rec, i, source, img_ids, cat_ids, num_joints) for i, rec in enumerate(records)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,20 +189,23 @@ def evaluate_keypoints(
     results: str | Path | list[dict],
     img_ids: list[int] | None = None,
     verbose: bool = False,
+    sigmas: Sequence[float] = COCO17.sigmas,
 ) -> dict[str, float]:
     """COCO keypoint AP/AR (maxDets 20, OKS thresholds 0.50:0.95) as ``{name: value}`` in STAT_NAMES order.
 
-    An empty result list scores 0.0 everywhere (pycocotools cannot load one). As in pycocotools, an area
-    range with no ground truth in the evaluated images reports -1.
+    OKS uses ``sigmas``, the schema's per-joint falloffs (COCO-17's by default); ground truth and results
+    must have one keypoint per sigma. An empty result list scores 0.0 everywhere (pycocotools cannot load
+    one). As in pycocotools, an area range with no ground truth in the evaluated images reports -1.
     """
-    coco_gt = _as_coco(gt)
-    dets = load_results(results, coco_gt)
+    coco_gt = _as_coco(gt, len(sigmas))
+    dets = load_results(results, coco_gt, len(sigmas))
     ids = _check_img_ids(img_ids, coco_gt) if img_ids is not None else None
     if not dets:
         return dict.fromkeys(STAT_NAMES, 0.0)
     with _quiet(verbose):
         coco_dt = coco_gt.loadRes(dets)
         ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         if ids is not None:
             ev.params.imgIds = ids
         ev.evaluate()

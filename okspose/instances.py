@@ -27,6 +27,7 @@ class PosedInstances:
 
     records: PersonRecords
     keypoints: np.ndarray  # [N, K, 3] image x, y, joint score
+    crop_areas: np.ndarray  # [N] area of the padded crop each box was posed from (test.oks_area=crop)
     skipped: list[str] = field(default_factory=list)  # one message per unreadable picture
 
     @property
@@ -36,9 +37,9 @@ class PosedInstances:
     @classmethod
     def concat(cls, parts: Sequence[PosedInstances], num_joints: int) -> PosedInstances:
         if not parts:
-            return cls(records_from_detections({}, {}, num_joints), np.zeros((0, num_joints, 3)))
+            return cls(records_from_detections({}, {}, num_joints), np.zeros((0, num_joints, 3)), np.zeros(0))
         return cls(PersonRecords.concat([p.records for p in parts]), np.concatenate([p.keypoints for p in parts]),
-                   [s for p in parts for s in p.skipped])
+                   np.concatenate([p.crop_areas for p in parts]), [s for p in parts for s in p.skipped])
 
 
 def records_from_detections(image_paths: dict[int, str], detections: dict[int, Detections],
@@ -63,7 +64,11 @@ def records_of_images(records: PersonRecords, image_ids: Sequence[int]) -> Perso
 
 
 def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices kept, their final scores) after rescoring, IoU-NMS and OKS-NMS as ``test`` switches them."""
+    """(indices kept, their final scores) after rescoring, IoU-NMS and OKS-NMS as ``test`` switches them.
+
+    OKS-NMS scales OKS by the box's area (``test.oks_area=box``, the default: the seed's choice) or by
+    the padded crop's (``crop``, HRNet's and mmpose's, which suppresses more at the same threshold).
+    """
     kpt_score = keypoint_instance_score(posed.keypoints[..., 2], test.kpt_score_thr)
     scores = rescore(posed.box_scores, kpt_score, test.rescoring)
     keep = np.arange(len(scores))
@@ -72,7 +77,7 @@ def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray
     if not test.oks_nms:
         return keep, scores[keep]
     kept, final = [], []
-    areas = posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
+    areas = posed.crop_areas if test.oks_area == "crop" else posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
     image_ids = posed.records.image_ids[keep]
     for image_id in np.unique(image_ids):
         idx = keep[image_ids == image_id]

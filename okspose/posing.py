@@ -26,6 +26,7 @@ from okspose.data.transforms import crop_to_image
 from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
 from okspose.instances import PosedInstances
 from okspose.keypoints import KeypointSchema
+from okspose.postprocess import crop_areas
 
 _CROP_KEYS = ("image", "center", "scale", "index")
 
@@ -55,7 +56,7 @@ class Poser:
 
     def pose(self, records: PersonRecords, progress: bool = False) -> PosedInstances:
         """Pose ``records``, reading each picture from its file once (in loader workers when configured)."""
-        return _posed(records, *self.keypoints_of(records, progress))
+        return self._posed(records, *self.keypoints_of(records, progress))
 
     def keypoints_of(self, records: PersonRecords, progress: bool = False) -> tuple[np.ndarray, np.ndarray,
                                                                                      list[str]]:
@@ -78,7 +79,7 @@ class Poser:
                        "scale": torch.from_numpy(scales[index]),
                        "image": crop_persons(images[image_id], centers[index], scales[index], self.codec.input_size)}
 
-        return _posed(records, *self._run(items(), len(records)))
+        return self._posed(records, *self._run(items(), len(records)))
 
     def _run(self, items: Iterable[dict], n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         keypoints = np.zeros((n, self.schema.num_joints, 3))
@@ -106,10 +107,12 @@ class Poser:
         out[..., 2] = maxvals
         return out
 
-
-def _posed(records: PersonRecords, keypoints: np.ndarray, done: np.ndarray, skipped: list[str]) -> PosedInstances:
-    keep = np.flatnonzero(done)
-    return PosedInstances(records.subset(keep), keypoints[keep], skipped)
+    def _posed(self, records: PersonRecords, keypoints: np.ndarray, done: np.ndarray,
+               skipped: list[str]) -> PosedInstances:
+        keep = np.flatnonzero(done)
+        w, h = self.codec.input_size
+        areas = crop_areas(records.boxes[keep], w / h, self.padding)
+        return PosedInstances(records.subset(keep), keypoints[keep], areas, skipped)
 
 
 def _batches(items: Iterable[dict], batch_size: int, skipped: list[str]) -> Iterator[dict[str, torch.Tensor]]:

@@ -176,11 +176,15 @@ def draw_poses(
     boxes: np.ndarray | None = None,
     scores: np.ndarray | None = None,
     kpt_thr: float = 0.3,
+    instance_thr: float = 0.3,
 ) -> np.ndarray:
-    """A new BGR image with every person's skeleton drawn; ``keypoints`` is [N, K, 3] (x, y, score).
+    """A new BGR image with the people's skeletons drawn; ``keypoints`` is [N, K, 3] (x, y, score).
 
     Joints scoring below ``kpt_thr`` are left out, and so is every limb with such an endpoint. ``boxes``
     ([N, 4] xywh) are drawn if given; ``scores`` ([N]) label the boxes, or the top-left visible joint.
+    A person scoring below ``instance_thr`` or without any joint left is not drawn at all, so the low-scored
+    candidates that the metric wants kept show no empty boxes or stray skeletons. Both thresholds default
+    to mmpose's 0.3.
     """
     canvas = _as_bgr(image)
     kpts = _as_keypoints(keypoints, schema)
@@ -189,6 +193,11 @@ def draw_poses(
     scores = _check_rows("scores", scores, n, None)
     thickness, radius, font_scale = _style(canvas.shape)
     visible = (kpts[..., 2] >= kpt_thr) & np.isfinite(kpts[..., :2]).all(axis=-1)
+    shown = visible.any(axis=1)
+    if scores is not None:
+        shown &= scores >= instance_thr
+    kpts, visible = kpts[shown], visible[shown]
+    boxes, scores = (None if a is None else a[shown] for a in (boxes, scores))
     canvas = _draw_limbs(canvas, kpts, visible, schema, thickness)
     _draw_joints(canvas, kpts, visible, schema, radius)
     if boxes is not None:
@@ -198,20 +207,6 @@ def draw_poses(
             xy = kpts[i, visible[i], :2]
             _draw_label(canvas, f"{scores[i]:.2f}", xy[:, 0].min(), xy[:, 1].min() - radius, font_scale)
     return canvas
-
-
-def draw_gt(
-    image: np.ndarray,
-    coco_annotations: list[dict],
-    schema: KeypointSchema = COCO17,
-    with_boxes: bool = False,
-) -> np.ndarray:
-    """Draw COCO ground-truth annotations: joints with visibility v > 0 and the limbs between them."""
-    anns = [a for a in coco_annotations if a.get("keypoints")]
-    kpts = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), schema.num_joints, 3)
-    kpts[..., 2] = kpts[..., 2] > 0
-    boxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4) if with_boxes else None
-    return draw_poses(image, kpts, schema, boxes=boxes, kpt_thr=0.5)
 
 
 def _letterbox(image: np.ndarray, width: int, height: int, fill: int) -> np.ndarray:

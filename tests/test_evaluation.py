@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from okspose.evaluation import (
     load_coco,
     load_results,
 )
+from okspose.keypoints import AIC14, CROWDPOSE14
 
 DATA = SHARED_DATA
 VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
@@ -199,3 +201,77 @@ def test_format_stats_lists_all_names():
     assert [c.strip() for c in lines[0].strip("|").split("|")] == list(STAT_NAMES)
     values = [c.strip() for c in lines[2].strip("|").split("|")]
     assert values[0] == "0.100" and values[-1] == "1.000" and values[3] == "n/a"
+
+
+# --------------------------------------------------------------------------------------------------
+# Other schemas: the schema's sigmas score the results
+# --------------------------------------------------------------------------------------------------
+
+def fourteen_joint_gt(tmp_path, rng) -> tuple[Path, list[dict]]:
+    """A small COCO-format file of 14-joint people (every joint labelled; the last one alone in image 4)."""
+    anns = []
+    for i, image_id in enumerate((1, 1, 2, 2, 3, 4)):
+        x, y = rng.uniform(0, 400, 2)
+        xy = np.array([x, y]) + rng.uniform(0, [80, 160], (14, 2))
+        kp = np.concatenate([xy, np.full((14, 1), 2.0)], 1)
+        anns.append({"id": i + 1, "image_id": image_id, "category_id": 1, "keypoints": kp.ravel().tolist(),
+                     "num_keypoints": 14, "area": float(rng.uniform(3e3, 1e4)), "iscrowd": 0,
+                     "bbox": [float(x), float(y), 80.0, 160.0]})
+    gt = {"images": [{"id": i, "width": 640, "height": 480} for i in (1, 2, 3, 4)], "annotations": anns,
+          "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "gt14.json"
+    path.write_text(json.dumps(gt))
+    return path, anns
+
+
+def independent_oks(gt: np.ndarray, dt: np.ndarray, area: float, sigmas: tuple[float, ...]) -> float:
+    """COCO's OKS for one labelled person, written out: mean over joints of exp(-d^2 / (2 area (2 sigma)^2))."""
+    d2 = ((gt[:, :2] - dt[:, :2]) ** 2).sum(1)
+    return float(np.mean(np.exp(-d2 / (2.0 * area * (2.0 * np.asarray(sigmas)) ** 2))))
+
+
+def test_fourteen_joint_schema_scores_with_its_own_sigmas(tmp_path):
+    rng = np.random.default_rng(0)
+    path, anns = fourteen_joint_gt(tmp_path, rng)
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in anns]
+    for schema in (CROWDPOSE14, AIC14):
+        assert evaluate_keypoints(path, perfect, sigmas=schema.sigmas)["AP"] == 1.0
+    # one person, one prediction off by a few pixels: AP is the share of OKS thresholds 0.50:0.95 it passes
+    one = anns[-1]
+    gt = np.array(one["keypoints"]).reshape(14, 3)
+    dt = gt.copy()
+    dt[:, :2] += rng.normal(0, 2.0, (14, 2))
+    result = [{"image_id": one["image_id"], "category_id": 1, "keypoints": dt.ravel().tolist(), "score": 0.9}]
+    aps = {}
+    for schema in (CROWDPOSE14, AIC14):
+        oks = independent_oks(gt, dt, one["area"], schema.sigmas)
+        expected = np.mean([oks >= t for t in np.linspace(0.5, 0.95, 10)])
+        aps[schema.name] = evaluate_keypoints(path, result, img_ids=[one["image_id"]], sigmas=schema.sigmas)["AP"]
+        assert aps[schema.name] == pytest.approx(expected, abs=1e-12), (schema.name, oks)
+    assert aps["crowdpose14"] > aps["aic14"]  # AIC's falloffs are 3-7x tighter
+
+
+def test_keypoint_count_must_match_the_schema(tmp_path, coco_gt):
+    path, anns = fourteen_joint_gt(tmp_path, np.random.default_rng(1))
+    with pytest.raises(ValueError, match=r"annotations\[0\] keypoints must be a list of 51 numbers"):
+        evaluate_keypoints(path, [])  # 14-joint people scored with COCO-17's sigmas
+    with pytest.raises(ValueError, match="record 2: keypoints must be a flat list of 42 numbers"):
+        evaluate_keypoints(path, [
+            {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"] + [0.0] * 9 * (i == 2),
+             "score": 1.0} for i, a in enumerate(anns)], sigmas=CROWDPOSE14.sigmas)
+    with pytest.raises(ValueError, match="42 numbers"):
+        evaluate_keypoints(coco_gt, perfect_results(coco_gt), sigmas=AIC14.sigmas)  # 17-joint GT, 14 sigmas
+
+
+def test_eval_results_command_takes_the_schema(tmp_path, capsys):
+    from okspose.cli import main
+
+    path, anns = fourteen_joint_gt(tmp_path, np.random.default_rng(2))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                                "score": 1.0} for a in anns]))
+    assert main(["eval-results", "--gt", str(path), "--results", str(res), "--schema", "crowdpose14", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == 1.0
+    assert main(["eval-results", "--gt", str(path), "--results", str(res), "--schema", "coco18"]) == 2
+    assert "unknown keypoint schema 'coco18'" in capsys.readouterr().err

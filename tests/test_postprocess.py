@@ -1,11 +1,12 @@
 """Post-processing: rescoring, IoU-NMS and OKS-NMS against plain greedy loops, on random and real poses.
 
-The vectorised NMS must return exactly the keep list of the textbook greedy loop, so every test here
+The NMS must return exactly the keep list of the textbook greedy loop, so every test here
 compares against a loop written out below with its own OKS/IoU formula.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from collections import Counter, defaultdict
@@ -17,9 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from okspose import postprocess
+from okspose.config import Config
 from okspose.evaluation import evaluate_keypoints
+from okspose.instances import PosedInstances, records_from_detections, select_instances
 from okspose.keypoints import COCO17
 from okspose.postprocess import (
+    crop_areas,
     greedy_keep,
     iou_nms,
     keypoint_instance_score,
@@ -181,7 +185,7 @@ def crowd(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def test_oks_nms_equals_loop_on_crowds_across_blocks():
-    """Several hundred candidates: the pair stages run in several row blocks and pair chunks."""
+    """Several hundred candidates: the OKS matrix is built in several row blocks."""
     rng = np.random.default_rng(7)
     for n, thr, vis_thr in ((300, 0.5, None), (250, 0.3, 0.5)):
         kpts, scores, areas = crowd(rng, n)
@@ -190,7 +194,7 @@ def test_oks_nms_equals_loop_on_crowds_across_blocks():
 
 
 def test_oks_nms_equals_loop_with_tiny_blocks(monkeypatch):
-    """The same random clusters with blocks of a few pairs, so every block/chunk boundary is crossed."""
+    """The same random clusters with one row per block, so every block boundary is crossed."""
     monkeypatch.setattr(postprocess, "_BLOCK", 40)
 
     @settings(FAST, max_examples=150)
@@ -511,3 +515,32 @@ def test_rescore_modes():
     with pytest.raises(ValueError, match="do not match"):
         rescore(box[:2], joints)
 
+
+
+# --------------------------------------------------------------------------------------------------
+# The OKS area setting
+# --------------------------------------------------------------------------------------------------
+
+def test_crop_areas_are_padded_aspect_fixed_boxes():
+    boxes = np.array([[5.0, 5.0, 100.0, 200.0], [0.0, 0.0, 300.0, 100.0]])
+    # aspect 0.75 (192 x 256 input): the tall box is widened to 150 x 200, the wide one heightened to 300 x 400
+    np.testing.assert_allclose(crop_areas(boxes, 0.75, 1.25), [150 * 200 * 1.25**2, 300 * 400 * 1.25**2])
+    np.testing.assert_allclose(crop_areas(boxes, 1.0, 1.0), [200 * 200, 300 * 300])
+
+
+def test_oks_area_setting_changes_the_area_used():
+    """Two poses whose OKS is below 0.5 at the box's area and above it at the (larger) crop's."""
+    rng = np.random.default_rng(6)
+    a = np.concatenate([person(rng, np.array([50.0, 100.0]), 100), np.full((K, 1), 0.9)], 1)
+    box = np.array([0.0, 0.0, 100.0, 200.0])
+    box_area, crop_area = 100.0 * 200.0, 200.0 * 200.0 * 1.25**2
+    shift = next(d for d in np.arange(1.0, 60.0, 0.5)
+                 if ref_oks(a, a + [d, 0, 0], box_area, box_area)
+                 < 0.5 < ref_oks(a, a + [d, 0, 0], crop_area, crop_area))
+    records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
+    posed = PosedInstances(records, np.stack([a, a + [shift, 0, 0]]), crop_areas(records.boxes, 1.0, 1.25))
+    kept = {}
+    for area in ("box", "crop"):
+        test = dataclasses.replace(Config().test, iou_nms=False, oks_area=area)
+        kept[area] = select_instances(posed, test, SIGMAS)[0].tolist()
+    assert kept == {"box": [0, 1], "crop": [0]}

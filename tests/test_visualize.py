@@ -11,7 +11,6 @@ import pytest
 from okspose.keypoints import COCO17, MPII16
 from okspose.visualize import (
     _limb_side,
-    draw_gt,
     draw_poses,
     joint_colors,
     limb_colors,
@@ -137,22 +136,28 @@ def test_line_width_scales_with_image_size():
     assert n_big > 6 * n_small  # 4x the length alone would give about 4x the pixels
 
 
-def test_draw_gt_uses_visibility():
-    kpts = person()[0]
-    flat = kpts.copy()
-    flat[:, 2] = 2
-    flat[9, 2] = 0  # unlabelled left wrist
-    ann = {"keypoints": flat.ravel().tolist(), "num_keypoints": 16, "bbox": [90, 30, 80, 170]}
-    out = draw_gt(blank(), [ann, {"keypoints": [], "num_keypoints": 0}])
-    assert changed(blank(), out, *kpts[7, :2])
-    assert not changed(blank(), out, *kpts[9, :2])
-    assert not changed(blank(), out, 90, 120)
-    assert changed(blank(), draw_gt(blank(), [ann], with_boxes=True), 90, 120)
-    assert np.array_equal(draw_gt(blank(), []), blank())
+def test_low_scoring_people_are_not_drawn():
+    """The person above the instance threshold is drawn with its box; the one below leaves no pixel."""
+    kpts = np.concatenate([person(20.0), person(200.0)])
+    boxes = np.array([[10.0, 30.0, 80.0, 170.0], [190.0, 30.0, 80.0, 170.0]])
+    out = draw_poses(blank(), kpts, boxes=boxes, scores=np.array([0.9, 0.1]))
+    assert all(changed(blank(), out, x, y) for x, y, _ in kpts[0])
+    assert changed(blank(), out, 10, 120)  # the kept person's box
+    assert np.array_equal(out[:, 180:], blank()[:, 180:])  # nothing of the other one: skeleton, box or label
+    lowered = draw_poses(blank(), kpts, boxes=boxes, scores=np.array([0.9, 0.1]), instance_thr=0.05)
+    assert changed(blank(), lowered, *kpts[1, 5, :2]) and changed(blank(), lowered, 190, 120)
+
+
+def test_people_without_a_shown_joint_leave_no_empty_box():
+    kpts = np.concatenate([person(20.0), person(200.0, score=0.2)])  # second: every joint below 0.3
+    boxes = np.array([[10.0, 30.0, 80.0, 170.0], [190.0, 30.0, 80.0, 170.0]])
+    out = draw_poses(blank(), kpts, boxes=boxes, scores=np.array([0.9, 0.9]))
+    assert changed(blank(), out, 10, 120)
+    assert np.array_equal(out[:, 180:], blank()[:, 180:])
 
 
 @pytest.mark.skipif(not COCO_MINI.is_dir(), reason=f"shared data not found at {DATA}")
-def test_draw_gt_real_image():
+def test_real_image_ground_truth():
     from okspose.evaluation import load_coco
 
     coco = load_coco(COCO_MINI / "annotations" / "person_keypoints_val2017.json")
@@ -160,8 +165,9 @@ def test_draw_gt_real_image():
     info = coco.loadImgs(ann["image_id"])[0]
     img = cv2.imread(str(COCO_MINI / "val2017" / info["file_name"]))
     assert img is not None
-    out = draw_gt(img, [ann])
     k = np.array(ann["keypoints"], float).reshape(-1, 3)
+    k[:, 2] = k[:, 2] > 0  # labelled joints drawn, unlabelled ones not
+    out = draw_poses(img, k)
     for x, y, v in k:
         if v > 0:
             assert changed(img, out, x, y)

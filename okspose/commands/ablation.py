@@ -45,7 +45,7 @@ ROWS = (
 def evaluate_variant(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray, gt: str | Path,
                      img_ids: list[int]) -> dict[str, float]:
     index, scores = select_instances(posed, test, sigmas)
-    return evaluate_keypoints(gt, results_for(posed, index, scores), img_ids=img_ids)
+    return evaluate_keypoints(gt, results_for(posed, index, scores), img_ids=img_ids, sigmas=sigmas)
 
 
 def run_ablation(

@@ -250,7 +250,8 @@ class _Predictor:
         posed = self.pose_chunk(chunk)
         if self.vis_dir is not None:
             for (info, rgb), p in zip(chunk, posed):
-                draw(info, _draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), p, self.schema, self.cfg.test.kpt_score_thr))
+                draw(info, _draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), p, self.schema, self.cfg.test.vis_kpt_thr,
+                                 self.cfg.test.vis_instance_thr))
         bar.update(len(chunk))
         return posed
 
@@ -380,12 +381,13 @@ def _picture_names(items: Sequence[InputItem]) -> list[str]:
     return names
 
 
-def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, kpt_thr: float) -> np.ndarray:
+def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, kpt_thr: float,
+          instance_thr: float) -> np.ndarray:
     if p is None or not p.results:
         return image_bgr
     kps = np.array([r["keypoints"] for r in p.results], dtype=np.float64).reshape(len(p.results), -1, 3)
     scores = np.array([r["score"] for r in p.results])
-    return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr)
+    return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr, instance_thr=instance_thr)
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:

@@ -44,13 +44,14 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
     index, scores = select_instances(posed, test, np.asarray(schema.sigmas))
     results = results_for(posed, index, scores)
     save_json(results, out)
-    evaluation = Evaluation(evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=ids), len(ids),
+    evaluation = Evaluation(evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=ids,
+                                                 sigmas=schema.sigmas), len(ids),
                             posed.skipped)
     save_json({"results": str(out), "boxes": source.describe(), **evaluation.as_dict(),
                "skipped": evaluation.skipped}, summary_path(out))
     if vis_dir is not None:
         draw_predictions(posed.records.subset(index), posed.keypoints[index], scores, schema, Path(vis_dir),
-                         cfg.test.kpt_score_thr)
+                         cfg.test.vis_kpt_thr, cfg.test.vis_instance_thr)
     return evaluation
 
 
@@ -61,17 +62,18 @@ def draw_predictions(
     schema: KeypointSchema,
     out_dir: Path,
     kpt_thr: float,
+    instance_thr: float,
     max_images: int = 16,
 ) -> list[Path]:
-    """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores,
-    plus ``overview.jpg`` tiling them."""
+    """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores
+    (people and joints at or above the display thresholds), plus ``overview.jpg`` tiling them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written, tiles = [], []
     paths = np.array(records.image_paths)
     for path in list(dict.fromkeys(records.image_paths))[:max_images]:
         rows = np.flatnonzero(paths == path)
         image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
-        drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr)
+        drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr, instance_thr)
         target = out_dir / Path(path).name
         cv2.imwrite(str(target), drawn)
         written.append(target)

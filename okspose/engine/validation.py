@@ -64,7 +64,8 @@ def validate_gt_boxes(model: nn.Module, cfg: Config, info: DistInfo, progress: b
         return None
     index, scores = select_instances(posed, gt_box_settings(cfg.test), np.asarray(build_schema(cfg).sigmas))
     results = results_for(posed, index, scores)
-    evaluation = Evaluation(evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=ids), len(ids),
+    evaluation = Evaluation(evaluate_keypoints(cfg.data_path("val_ann"), results, img_ids=ids,
+                                                 sigmas=build_schema(cfg).sigmas), len(ids),
                             posed.skipped)
     for line in (f"val data: {report.summary()}" if report.total else None, evaluation.skip_line()):
         if line:
