@@ -254,13 +254,13 @@ def test_fourteen_joint_schema_scores_with_its_own_sigmas(tmp_path):
 
 def test_keypoint_count_must_match_the_schema(tmp_path, coco_gt):
     path, anns = fourteen_joint_gt(tmp_path, np.random.default_rng(1))
-    with pytest.raises(ValueError, match=r"annotations\[0\] keypoints must be a list of 51 numbers"):
+    with pytest.raises(DataError, match=r"annotations\[0\] keypoints must be a list of 51 numbers"):
         evaluate_keypoints(path, [])  # 14-joint people scored with COCO-17's sigmas
-    with pytest.raises(ValueError, match="record 2: keypoints must be a flat list of 42 numbers"):
+    with pytest.raises(DataError, match="record 2: keypoints must be a flat list of 42 numbers"):
         evaluate_keypoints(path, [
             {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"] + [0.0] * 9 * (i == 2),
              "score": 1.0} for i, a in enumerate(anns)], sigmas=CROWDPOSE14.sigmas)
-    with pytest.raises(ValueError, match="42 numbers"):
+    with pytest.raises(DataError, match="42 numbers"):
         evaluate_keypoints(coco_gt, perfect_results(coco_gt), sigmas=AIC14.sigmas)  # 17-joint GT, 14 sigmas
 
 
