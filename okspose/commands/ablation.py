@@ -19,6 +19,7 @@ from okspose.config import Config, TestConfig
 from okspose.engine.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
 from okspose.instances import PosedInstances, gt_box_settings, results_for, select_instances
+from okspose.posing import Poser
 
 COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -84,8 +85,9 @@ def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, 
                         with_gt: bool = True, progress: bool = True) -> str | None:
     """The seed's tables (markdown) on the val split; rank 0 returns the text, other ranks None."""
     model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
-    detected, ids, report = pose_val(model, cfg, source, info, progress)
-    gt = pose_val(model, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
+    poser = Poser.from_config(model, cfg, info.device)  # prepared once for both sets of boxes
+    detected, ids, report = pose_val(poser, cfg, source, info, progress)
+    gt = pose_val(poser, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
     if not info.is_main:
         return None
     if report.total:

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from okspose.builders import build_schema
 from okspose.commands.demo_detector import load_synthetic_detector
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
@@ -91,7 +89,7 @@ def val_image_paths(cfg: Config) -> dict[int, str]:
     return {int(im["id"]): str(cfg.data_path("val_images") / im["file_name"]) for im in data["images"]}
 
 
-def pose_val(model: nn.Module, cfg: Config, source: BoxSource, info: DistInfo,
+def pose_val(poser: Poser, cfg: Config, source: BoxSource, info: DistInfo,
              progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
     """Run on every rank: pose this rank's share of the val images with ``source``'s boxes.
 
@@ -99,13 +97,12 @@ def pose_val(model: nn.Module, cfg: Config, source: BoxSource, info: DistInfo,
     counts as missed), and what was skipped while reading records or boxes.
     """
     if source.kind == "gt":
-        return pose_val_gt(model, cfg, info, progress)
+        return pose_val_gt(poser, cfg, info, progress)
     report = SkipReport()
     paths = val_image_paths(cfg)
     ids = sorted(paths)
     mine = {i: paths[i] for i in shard(ids, info)}
-    poser = Poser.from_config(model, cfg, info.device)
-    num_joints = build_schema(cfg).num_joints
+    num_joints = poser.schema.num_joints
     if source.kind == "detections":
         dets = file_detections(source.path, cfg, set(ids), report, warn=info.is_main)
         records = records_from_detections(mine, dets, num_joints)

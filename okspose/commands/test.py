@@ -21,6 +21,7 @@ from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json
 from okspose.instances import Evaluation, gt_box_settings, results_for, select_instances
 from okspose.keypoints import KeypointSchema
+from okspose.posing import Poser
 from okspose.visualize import draw_poses, make_grid
 
 
@@ -34,7 +35,7 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
     """Pose the val split with ``source``'s boxes; rank 0 writes ``out`` (COCO results) and its summary
     (stats, image count, skipped images) and returns the evaluation; other ranks return None."""
     model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
-    posed, ids, report = pose_val(model, cfg, source, info, progress)
+    posed, ids, report = pose_val(Poser.from_config(model, cfg, info.device), cfg, source, info, progress)
     if not info.is_main:
         return None
     if report.total:

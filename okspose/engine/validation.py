@@ -41,7 +41,7 @@ def gather_posed(posed: PosedInstances, info: DistInfo, num_joints: int) -> Pose
     return PosedInstances.concat(gather_lists([posed], info), num_joints)
 
 
-def pose_val_gt(model: nn.Module, cfg: Config, info: DistInfo,
+def pose_val_gt(poser: Poser, cfg: Config, info: DistInfo,
                 progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
     """Run on every rank: pose the ground-truth persons of this rank's share of the val images.
 
@@ -52,14 +52,14 @@ def pose_val_gt(model: nn.Module, cfg: Config, info: DistInfo,
     records = build_records(cfg, "val", report)
     ids = val_image_ids(cfg, records)
     mine = records_of_images(records, shard(ids, info))
-    posed = Poser.from_config(model, cfg, info.device).pose(mine, progress and info.is_main)
-    return gather_posed(posed, info, build_schema(cfg).num_joints), ids, report
+    posed = poser.pose(mine, progress and info.is_main)
+    return gather_posed(posed, info, poser.schema.num_joints), ids, report
 
 
 def validate_gt_boxes(model: nn.Module, cfg: Config, info: DistInfo, progress: bool = False) -> dict | None:
     """Run on every rank: COCO stats of the val split with ground-truth boxes, plus ``images`` and
     ``skipped_images``, on rank 0 (None on the others)."""
-    posed, ids, report = pose_val_gt(model, cfg, info, progress)
+    posed, ids, report = pose_val_gt(Poser.from_config(model, cfg, info.device), cfg, info, progress)
     if not info.is_main:
         return None
     index, scores = select_instances(posed, gt_box_settings(cfg.test), np.asarray(build_schema(cfg).sigmas))
