@@ -5,7 +5,10 @@ checked against the images it is applied to. Real coco-mini val images, copied t
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -213,3 +216,42 @@ def test_detections_for_few_of_the_images_warn_with_counts(val_set, untrained, t
     boxes = 2 * PERSONS_PER_IMAGE + 1
     assert (f"warning: {few} has person boxes for 1 of the {len(data['images'])} images it is applied to; "
             f"1 of its {boxes} person boxes fall on other image ids") in err
+
+
+VALIDATE_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_inference import CONFIG, GroundTruthNet, _overrides
+from okspose.config import load_config
+from okspose.engine.distributed import cleanup, init_distributed
+from okspose.engine.validation import validate_gt_boxes
+
+clean, damaged, ann, out = map(Path, sys.argv[1:5])
+oracle = GroundTruthNet(load_config(CONFIG, _overrides(clean, ann)))
+cfg = load_config(CONFIG, _overrides(damaged, ann, "data.on_error=skip"))
+info = init_distributed("cpu")
+stats = validate_gt_boxes(oracle, cfg, info)
+assert (stats is not None) == info.is_main
+if info.is_main:
+    out.write_text(json.dumps(stats))
+cleanup(info)
+"""
+
+
+def test_validation_is_sharded_over_ranks_with_one_result(val_set, tmp_path):
+    """Two gloo processes each pose their share of the val images; rank 0 alone returns the stats, and
+    they equal one process's, unreadable image included."""
+    root, ann, _ = val_set
+    damaged, ann, _ = _damaged_copy(val_set, tmp_path / "damaged")
+    script = tmp_path / "validate.py"
+    script.write_text(VALIDATE_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+           str(root), str(damaged), str(ann), str(tmp_path / "stats.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sharded = json.loads((tmp_path / "stats.json").read_text())
+    oracle = GroundTruthNet(load_config(CONFIG, _overrides(root, ann)))
+    single = validate_gt_boxes(oracle, load_config(CONFIG, _overrides(damaged, ann, "data.on_error=skip")), DistInfo())
+    assert sharded == pytest.approx(single) and sharded["skipped_images"] == 1
