@@ -11,6 +11,7 @@ from okspose.data.coco import PersonRecords, SkipReport, load_person_records
 from okspose.data.codec import HeatmapCodec
 from okspose.fileio import load_checkpoint
 from okspose.keypoints import KeypointSchema, get_schema
+from okspose.models.blockqnn import blockqnn_pose_net
 from okspose.models.hourglass import StackedHourglass
 
 
@@ -24,7 +25,11 @@ def build_codec(cfg: Config) -> HeatmapCodec:
 
 def build_model(cfg: Config) -> StackedHourglass:
     m = cfg.model
-    return StackedHourglass(m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth)
+    if m.name == "blockqnn":
+        return blockqnn_pose_net(m.block_code, m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth,
+                                 m.modules_per_position)
+    return StackedHourglass(m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth,
+                            m.modules_per_position)
 
 
 def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> PersonRecords:
