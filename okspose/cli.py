@@ -1,4 +1,5 @@
-"""The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo."""
+"""The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo,
+search."""
 
 from __future__ import annotations
 
@@ -99,9 +100,12 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     w, h = cfg.data.input_size
+    m = cfg.model
     c = measure_complexity(build_model(cfg).eval(), (1, 3, h, w))
-    print(f"Stacked Hourglass: {cfg.model.num_stacks} stack(s), {cfg.model.num_features} features, "
-          f"depth {cfg.model.depth}, input {w}x{h}, heatmaps {cfg.data.heatmap_size[0]}x{cfg.data.heatmap_size[1]}")
+    kind = f"BlockQNN block [{m.block_code}] in the hourglass" if m.name == "blockqnn" else "Stacked Hourglass"
+    print(f"{kind}: {m.num_stacks} stack(s), {m.num_features} features, depth {m.depth}, "
+          f"{m.modules_per_position} module(s) per position, input {w}x{h}, "
+          f"heatmaps {cfg.data.heatmap_size[0]}x{cfg.data.heatmap_size[1]}")
     print(f"parameters: {c.params / 1e6:.2f} M")
     print(f"per person: {c.macs / 1e9:.2f} GMACs ({c.flops / 1e9:.2f} GFLOPs)")
     return 0
@@ -153,6 +157,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(summary.skipped.summary())
         vis = f", {len(summary.pictures)} pictures in {Path(args.out) / 'vis'}" if summary.pictures else ""
         print(f"wrote {summary.predictions}, {summary.results}{vis}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from okspose.commands.search import run_search
+
+    cfg = load_config(args.config, args.overrides)
+    result = run_search(cfg, resume=args.resume, address=args.address)
+    s = result.stats
+    print(f"{s.finished} candidates in {s.seconds:.1f} s (driver overhead {s.overhead:.2f} s); "
+          f"log, plots and state in {result.out_dir}")
+    if result.best is not None:
+        print(f"best block (reward {result.best.reward:.4f}, accuracy {result.best.accuracy:.4f}): {result.best.code}")
+        print(f"train it: okspose train {result.out_dir / 'best_config.yaml'}")
     return 0
 
 
@@ -241,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("search", help="BlockQNN architecture search (Q-learning; sequential or on Ray)", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR (its state.json)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="run the candidates on this Ray cluster ('auto' or HOST:PORT); implies the Ray executor")
+    p.set_defaults(func=cmd_search)
     return parser
 
 
