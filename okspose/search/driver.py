@@ -81,6 +81,8 @@ def run_driver(controller: QController, executor: Executor, state: SearchState, 
             save_state(state, out_dir)
             stats.finished += 1
             on_finish(candidate)
+    state.controller = controller.state_dict()  # the last iteration may have ended on stored rewards
+    save_state(state, out_dir)
     stats.seconds = time.perf_counter() - start
     return stats
 
