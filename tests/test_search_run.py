@@ -21,7 +21,7 @@ from okspose.cli import main
 from okspose.commands.search import run_search
 from okspose.config import load_config
 from okspose.data.mpii import load_mpii_records, pckh
-from okspose.errors import DataError
+from okspose.errors import ConfigError, DataError
 from okspose.search.controller import ControllerSettings, QController
 from okspose.search.driver import DriverSettings, run_driver
 from okspose.search.executors import RayExecutor, SequentialExecutor
@@ -199,3 +199,13 @@ def test_mpii_proxy_measures_pckh():
     assert 0.0 <= result["accuracy"] <= 1.0 and result["params"] > 0 and result["density"] == 1.0
     model_cfg = candidate_config(cfg, "1 conv3 0").model
     assert model_cfg.name == "blockqnn" and model_cfg.block_code == "1 conv3 0"
+
+
+def test_resume_checks_the_settings_but_not_the_executor(tmp_path):
+    out = tmp_path / "search"
+    run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]"), log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"other settings \(search.mu\)"):
+        run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]", "search.mu=0.5"), resume=out)
+    done = run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]", "search.workers=3"), resume=out,
+                      log=lambda _: None)
+    assert done.stats.finished == 0 and done.state.trainings == len(done.state.candidates)

@@ -29,6 +29,8 @@ from okspose.search.state import STATE_FILE, Candidate, SearchState, load_state
 
 CONFIG_FILE = "config.yaml"
 SYNTHETIC_STAMP = "synthetic.json"
+# Where candidates run does not change their rewards, so a search may resume on another executor.
+WHERE_KEYS = {"search.executor", "search.workers", "search.cpus_per_candidate"}
 
 
 @dataclass
@@ -54,13 +56,14 @@ def _config_text(cfg: Config) -> str:
 
 
 def _check_resume_config(cfg: Config, out_dir: Path) -> None:
-    """A resumed search must run with the settings it started with, or its rewards would not compare."""
+    """A resumed search must run with the settings it started with (executor settings aside), or its rewards
+    would not compare."""
     saved = yaml.safe_load((out_dir / CONFIG_FILE).read_text()) if (out_dir / CONFIG_FILE).is_file() else None
     current = yaml.safe_load(_config_text(cfg))
     if saved is None:
         raise OksposeError(f"{out_dir / CONFIG_FILE}: missing; cannot check the config of the search to resume")
     diff = [f"{section}.{key}" for section in current for key in current[section]
-            if saved.get(section, {}).get(key) != current[section][key]]
+            if saved.get(section, {}).get(key) != current[section][key] and f"{section}.{key}" not in WHERE_KEYS]
     if diff:
         raise ConfigError(f"{out_dir}: the search was started with other settings ({', '.join(diff[:5])}); "
                           f"resume it with its own {out_dir / CONFIG_FILE}")
