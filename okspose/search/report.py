@@ -49,7 +49,8 @@ def plot_rewards(state: SearchState, schedule: list[float], path: Path) -> Path:
     ax.set_xlabel("iteration")
     ax.set_ylabel("reward")
     eps = ax.twinx()
-    eps.step(np.arange(1, len(schedule) + 1), schedule, where="post", color="C2", label="epsilon")
+    # each iteration's epsilon spans [i - 0.5, i + 0.5]
+    eps.step(np.arange(len(schedule) + 1) + 0.5, [*schedule, schedule[-1]], where="post", color="C2", label="epsilon")
     eps.set_ylabel("epsilon")
     eps.set_ylim(0, 1.05)
     handles = ax.get_legend_handles_labels()[0] + eps.get_legend_handles_labels()[0]
