@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_pose.py
 	$(PY) benchmarks/bench_oks_nms.py
+	$(PY) benchmarks/bench_search.py
 
 clean:
 	rm -rf $(VENV) work runs .pytest_cache

@@ -13,6 +13,7 @@ from okspose.data.codec import HeatmapCodec
 from okspose.data.selection import SelectionRule, select_records
 from okspose.errors import CheckpointError, ConfigError
 from okspose.keypoints import KeypointSchema, get_schema, schema_from_mapping
+from okspose.models.blockqnn import blockqnn_pose_net
 from okspose.models.hourglass import StackedHourglass
 
 
@@ -31,7 +32,11 @@ def build_codec(cfg: Config) -> HeatmapCodec:
 
 def build_model(cfg: Config) -> StackedHourglass:
     m = cfg.model
-    return StackedHourglass(m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth)
+    if m.name == "blockqnn":
+        return blockqnn_pose_net(m.block_code, m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth,
+                                 m.modules_per_position)
+    return StackedHourglass(m.num_stacks, m.num_features, build_schema(cfg).num_joints, m.depth,
+                            m.modules_per_position)
 
 
 def model_geometry(cfg: Config) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo,
-select-data."""
+select-data, search."""
 
 from __future__ import annotations
 
@@ -110,10 +110,13 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
     cfg = load_run_config(args.config, args.overrides)
     w, h = cfg.data.input_size
+    m = cfg.model
     c = measure_complexity(build_model(cfg).eval(), (1, 3, h, w))
     joints, out_h, out_w = c.output_shape[1:]
-    print(f"Stacked Hourglass: {cfg.model.num_stacks} stack(s), {cfg.model.num_features} features, "
-          f"depth {cfg.model.depth}, input {w}x{h} -> heatmaps {out_w}x{out_h} ({joints} joints)")
+    kind = f"BlockQNN block [{m.block_code}] in the hourglass" if m.name == "blockqnn" else "Stacked Hourglass"
+    print(f"{kind}: {m.num_stacks} stack(s), {m.num_features} features, depth {m.depth}, "
+          f"{m.modules_per_position} module(s) per position, input {w}x{h} -> heatmaps {out_w}x{out_h} "
+          f"({joints} joints)")
     print(f"parameters: {c.params / 1e6:.2f} M")
     print(f"per person: {c.macs / 1e9:.2f} GMACs ({c.flops / 1e9:.2f} GFLOPs)")
     return 0
@@ -187,6 +190,19 @@ def cmd_select_data(args: argparse.Namespace) -> int:
     print(f"judged {r['persons']} persons: kept {r['kept']}, dropped {r['dropped']} "
           f"({100 * r['dropped'] / max(r['persons'], 1):.2f} %); {r['not_judged']} other annotations passed through")
     print(f"wrote {args.out}" + "".join(f", {p}" for p in (args.report, args.plot) if p))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from okspose.commands.search import run_search
+
+    cfg = load_run_config(args.config, args.overrides)
+    result = run_search(cfg, resume=args.resume, address=args.address)
+    s = result.stats
+    print(f"{s.finished} candidates in {s.seconds:.1f} s (driver overhead {s.overhead:.2f} s); "
+          f"log, plots and state in {result.out_dir}")
+    if result.best is not None:
+        print(f"best block (reward {result.best.reward:.4f}, accuracy {result.best.accuracy:.4f}): {result.best.code}")
+        print(f"train it: okspose train {result.out_dir / 'best_config.yaml'}")
     return 0
 
 
@@ -299,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--padding", type=float, default=1.25, help="crop padding for the padded area")
     p.add_argument("--literal", action="store_true", help="the slide's formula taken literally: s=1, raw box area")
     p.set_defaults(func=cmd_select_data)
+    p = sub.add_parser("search", help="BlockQNN architecture search (Q-learning; sequential or on Ray)", epilog=EPILOG)
+    _add_config(p)
+    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR (its state.json)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="run the candidates on this Ray cluster ('auto' or HOST:PORT); implies the Ray executor")
+    p.set_defaults(func=cmd_search)
     return parser
 
 

@@ -72,6 +72,9 @@ class ModelConfig:
     num_stacks: int = 8
     num_features: int = 256
     depth: int = 4
+    name: Literal["hourglass", "blockqnn"] = "hourglass"  # blockqnn: block_code replaces the residual
+    block_code: str = ""  # BlockQNN code, e.g. "1 conv1 0; 2 conv3 1; 3 add 0 2" (okspose/models/blockqnn.py)
+    modules_per_position: int = 1  # modules in a row at each hourglass position and head (3: 18.6 M HG-2)
 
 
 @dataclass
@@ -116,12 +119,42 @@ class TestConfig:
 
 
 @dataclass
+class SearchConfig:
+    """BlockQNN search (``okspose search``); the proxy network is ``model``, trained on ``data`` for the
+    short schedule in ``train`` (Adam at train.lr, x train.lr_gamma at train.lr_steps, train.epochs)."""
+
+    output_dir: str = "runs/search"
+    seed: int = 0
+    max_layers: int = 23  # layers per block (the paper's limit)
+    batch_size: int = 64  # blocks per iteration (the paper's)
+    epsilons: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+    iterations: tuple[int, ...] = (95, 7, 7, 7, 10, 10, 10, 10, 10, 12)  # iterations at each epsilon
+    q_init: float = 0.5
+    q_lr: float = 0.01
+    discount: float = 1.0
+    replay: int = 100  # past (code, reward) pairs replayed after each iteration
+    mu: float = 0.01  # reward = accuracy - mu * ln(GFLOPs) - rho * ln(density)
+    rho: float = 0.01
+    executor: Literal["sequential", "ray"] = "sequential"
+    workers: int = 0  # candidates in flight (0: one per GPU, or per cpus_per_candidate CPUs, of the Ray cluster)
+    cpus_per_candidate: int = 1
+    threads: int = 1  # torch threads per candidate (1: reproducible rewards on any executor)
+    max_attempts: int = 2  # a failed or killed candidate is tried this often, then recorded as failed
+    failed_reward: float = 0.0
+    proxy_data: Literal["synthetic", "coco", "mpii"] = "synthetic"  # synthetic: generated under output_dir
+    synthetic_train: int = 200  # synthetic images (1-3 people each)
+    synthetic_val: int = 40
+    pck_thr: float = 0.5  # PCK threshold: x head size (MPII: PCKh) or x a tenth of the box's longer side
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def data_path(self, name: str) -> Path:
         """A data path from ``data``, joined to ``data.root`` unless absolute."""

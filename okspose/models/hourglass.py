@@ -15,6 +15,8 @@ residual (it acts on the block input, which is a sum, not a conv output) cannot 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,22 +57,39 @@ class Residual(nn.Module):
         return y + self.skip(x)
 
 
+MakeModule = Callable[[int], nn.Module]  # num_features -> a module keeping [B, F, H, W] shapes
+
+
+def residual_module(num_features: int) -> nn.Module:
+    return Residual(num_features, num_features)
+
+
+def module_chain(make: MakeModule, num_features: int, count: int) -> nn.Module:
+    """``count`` modules in a row at one position; a single one stays bare, so the state-dict keys of
+    one-module hourglasses (every checkpoint so far) are unchanged."""
+    if count == 1:
+        return make(num_features)
+    return nn.Sequential(*(make(num_features) for _ in range(count)))
+
+
 class Hourglass(nn.Module):
     """One hourglass level; ``depth`` levels nest recursively down to 1/2**depth resolution.
 
     out = upper(x) + upsample(after(inner(lower(maxpool(x))))), where ``inner`` is the next level,
-    or a single residual at the bottom.
+    or a single position of modules at the bottom. Each position holds ``modules`` modules made by
+    ``make`` (the paper's residual by default; a searched BlockQNN block in :mod:`okspose.models.blockqnn`).
     """
 
-    def __init__(self, depth: int, num_features: int):
+    def __init__(self, depth: int, num_features: int, modules: int = 1, make: MakeModule = residual_module):
         super().__init__()
-        self.upper = Residual(num_features, num_features)
+        self.upper = module_chain(make, num_features, modules)
         self.pool = nn.MaxPool2d(2, 2)
-        self.lower = Residual(num_features, num_features)
+        self.lower = module_chain(make, num_features, modules)
         self.inner: nn.Module = (
-            Hourglass(depth - 1, num_features) if depth > 1 else Residual(num_features, num_features)
+            Hourglass(depth - 1, num_features, modules, make) if depth > 1
+            else module_chain(make, num_features, modules)
         )
-        self.after = Residual(num_features, num_features)
+        self.after = module_chain(make, num_features, modules)
 
     def forward(self, x: Tensor) -> Tensor:
         up = self.upper(x)
@@ -81,11 +100,12 @@ class Hourglass(nn.Module):
 
 
 class StackHead(nn.Module):
-    """Per-stack output: residual, 1x1 conv-BN-ReLU, then a 1x1 conv to one heatmap per joint."""
+    """Per-stack output: residual(s) (or ``make``'s modules), 1x1 conv-BN-ReLU, then a 1x1 conv to one
+    heatmap per joint."""
 
-    def __init__(self, num_features: int, num_joints: int):
+    def __init__(self, num_features: int, num_joints: int, modules: int = 1, make: MakeModule = residual_module):
         super().__init__()
-        self.residual = Residual(num_features, num_features)
+        self.residual = module_chain(make, num_features, modules)
         self.proj = ConvBnAct(num_features, num_features, 1)
         self.heatmaps = nn.Conv2d(num_features, num_joints, 1)
 
@@ -111,15 +131,20 @@ class StackedHourglass(nn.Module):
     stack; the last one is the prediction, the others exist for intermediate supervision.
 
     The last stack has no remap, so every parameter takes part in the loss (DDP needs no
-    ``find_unused_parameters``).
+    ``find_unused_parameters``). ``modules_per_position`` > 1 repeats the module at every hourglass
+    position and head (3 gives the 18.6 M-parameter HG-2 baseline of BlockQNN's comparison); ``make`` swaps the
+    residual inside the hourglasses and heads for another module (the stem keeps its residuals, which
+    change the channel count).
     """
 
     stride = 4  # input pixels per heatmap pixel (the stem's stride-2 conv and max-pool)
 
-    def __init__(self, num_stacks: int = 8, num_features: int = 256, num_joints: int = 17, depth: int = 4):
+    def __init__(self, num_stacks: int = 8, num_features: int = 256, num_joints: int = 17, depth: int = 4,
+                 modules_per_position: int = 1, make: MakeModule = residual_module):
         super().__init__()
-        if num_stacks < 1 or depth < 1:
-            raise ValueError(f"need num_stacks >= 1 and depth >= 1, got {num_stacks=} {depth=}")
+        if num_stacks < 1 or depth < 1 or modules_per_position < 1:
+            raise ValueError(f"need num_stacks, depth and modules_per_position >= 1, got {num_stacks=} {depth=} "
+                             f"{modules_per_position=}")
         if num_features % 2:
             raise ValueError(f"num_features must be even (bottleneck uses F/2), got {num_features}")
         self.num_stacks = num_stacks
@@ -134,8 +159,12 @@ class StackedHourglass(nn.Module):
             Residual(128, 128),
             Residual(128, num_features),
         )
-        self.hourglasses = nn.ModuleList(Hourglass(depth, num_features) for _ in range(num_stacks))
-        self.heads = nn.ModuleList(StackHead(num_features, num_joints) for _ in range(num_stacks))
+        self.hourglasses = nn.ModuleList(
+            Hourglass(depth, num_features, modules_per_position, make) for _ in range(num_stacks)
+        )
+        self.heads = nn.ModuleList(
+            StackHead(num_features, num_joints, modules_per_position, make) for _ in range(num_stacks)
+        )
         self.remaps = nn.ModuleList(Remap(num_features, num_joints) for _ in range(num_stacks - 1))
         self.reset_parameters()
 

@@ -1,0 +1,211 @@
+"""``okspose search`` end to end on a tiny proxy: reports, the searched network in ``okspose train`` /
+``okspose test``, Ray (2 workers) giving the rewards of the sequential run, failures retried then
+recorded, SIGKILL of the driver then --resume without retraining, and the MPII proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONFIGS, REPO, SHARED_DATA
+from search_flaky import flaky_evaluate
+
+from okspose.cli import main
+from okspose.commands.search import run_search
+from okspose.config import load_config
+from okspose.data.mpii import load_mpii_records, pckh
+from okspose.errors import ConfigError, DataError
+from okspose.search.controller import ControllerSettings, QController
+from okspose.search.driver import DriverSettings, run_driver
+from okspose.search.executors import RayExecutor, SequentialExecutor
+from okspose.search.proxy import TRAININGS_DIR, candidate_config, evaluate_candidate
+from okspose.search.state import SearchState, load_state
+
+TINY = ["data.input_size=[32,32]", "data.heatmap_size=[8,8]", "model.num_features=8", "model.depth=1",
+        "train.epochs=1", "train.batch_size=4", "search.synthetic_train=4", "search.synthetic_val=2",
+        "search.max_layers=3", "search.batch_size=2"]
+MPII = SHARED_DATA / "samples" / "mpii"
+
+
+def tiny_config(out: Path, *extra: str):
+    return load_config(CONFIGS / "search_synthetic.yaml",
+                       [*TINY, f"search.output_dir={out}", "search.iterations=[1,1,0,0,0,0,0,0,0,1]", *extra])
+
+
+def trainings(out: Path) -> Counter:
+    """Finished trainings per code, from the one-file-per-training records."""
+    return Counter(json.loads(p.read_text())["code"] for p in (out / TRAININGS_DIR).glob("*.json"))
+
+
+def test_search_writes_reports_and_its_best_block_trains_and_tests(tmp_path, capsys):
+    out = tmp_path / "search"
+    args = ["search", str(CONFIGS / "search_synthetic.yaml"), *TINY, f"search.output_dir={out}",
+            "search.iterations=[1,1,0,0,0,0,0,0,0,1]"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    state = load_state(out)
+    assert text.count("] iter ") == len(state.candidates) == state.trainings >= 3
+    assert all(n == 1 for n in trainings(out).values()) and set(trainings(out)) == set(state.candidates)
+    for name in ("search_log.csv", "rewards.png", "best_blocks.png", "best_code.txt", "best_config.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    assert len((out / "search_log.csv").read_text().splitlines()) == len(state.candidates) + 1
+    best = max(state.candidates.values(), key=lambda c: c.reward)
+    assert (out / "best_code.txt").read_text().strip() == best.code and best.code in text
+    assert main(args) == 2  # the folder holds a search: asks for --resume
+    assert "--resume" in capsys.readouterr().err
+    overrides = [f"train.output_dir={tmp_path / 'best'}", "train.eval_every=0", "train.progress=false",
+                 "train.amp=none", "test.batch_size=8"]
+    assert main(["train", str(out / "best_config.yaml"), *overrides]) == 0
+    assert main(["test", str(out / "best_config.yaml"), *overrides, "--checkpoint",
+                 str(tmp_path / "best" / "checkpoint.pth"), "--device", "cpu"]) == 0
+    assert "AP" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config", ["coco_blockqnn_256.yaml", "coco_hg2_3mod_256.yaml"])
+def test_searched_network_and_hg2_baseline_train_and_test(config, coco_mini, tmp_path, capsys):
+    overrides = [f"data.root={coco_mini}", "data.input_size=[64,64]", "data.heatmap_size=[16,16]",
+                 "model.num_features=16", "model.depth=2", "train.epochs=1", "train.batch_size=8", "train.workers=0",
+                 "train.amp=none", "train.eval_every=0", "train.progress=false", "data.max_train_persons=8",
+                 "data.max_val_persons=8", f"train.output_dir={tmp_path}", "test.batch_size=8",
+                 "test.flip_test=false"]
+    assert main(["train", str(CONFIGS / config), *overrides]) == 0
+    assert main(["test", str(CONFIGS / config), *overrides, "--checkpoint", str(tmp_path / "checkpoint.pth"),
+                 "--device", "cpu"]) == 0
+    assert "AP" in capsys.readouterr().out
+
+
+def test_sigkill_then_resume_trains_no_finished_candidate_again(tmp_path):
+    out = tmp_path / "search"
+    overrides = [*TINY, f"search.output_dir={out}", "search.batch_size=3", "search.iterations=[2,1,0,0,0,0,0,0,0,1]"]
+    cmd = [sys.executable, "-m", "okspose.cli", "search", str(CONFIGS / "search_synthetic.yaml"), *overrides]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    lines = 0
+    for line in proc.stdout:
+        lines += "] iter " in line
+        if lines == 4:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    finished_before = set(load_state(out).candidates)
+    assert len(finished_before) >= 4
+    assert main(["search", str(CONFIGS / "search_synthetic.yaml"), *overrides, "--resume", str(out)]) == 0
+    state = load_state(out)
+    counts = trainings(out)
+    assert all(counts[code] == 1 for code in finished_before)  # never trained again
+    assert set(counts) == set(state.candidates) and len(state.candidates) > len(finished_before)
+    assert state.controller["iteration"] == 4 and not state.in_flight
+    # the resumed search is the uninterrupted one
+    fresh = run_search(load_config(CONFIGS / "search_synthetic.yaml", [*overrides[:-2],
+                       f"search.output_dir={tmp_path / 'fresh'}", *overrides[-2:]]), log=lambda _: None)
+    assert {c: r.reward for c, r in fresh.state.candidates.items()} == {
+        c: r.reward for c, r in state.candidates.items()}
+
+
+def run_flaky(executor, out: Path) -> SearchState:
+    controller = QController(ControllerSettings(max_layers=2, batch_size=4, iterations=(1, 0, 0, 0, 0, 0, 0, 0, 0, 1),
+                                                seed=5))
+    state = SearchState()
+    try:
+        run_driver(controller, executor, state, out, DriverSettings(mu=0.0, rho=0.0, max_attempts=2,
+                                                                      failed_reward=-1.0), lambda c: None)
+    finally:
+        executor.close()
+    return state
+
+
+def check_flaky(state: SearchState) -> None:
+    failed = {c for c, r in state.candidates.items() if r.status == "failed"}
+    assert failed and failed == {c for c in state.candidates if "max" in c}
+    assert all(state.candidates[c].reward == -1.0 and "max pooling" in state.candidates[c].error for c in failed)
+    assert all(r.attempts == 2 for r in state.candidates.values())
+    assert state.trainings == 2 * len(state.candidates) and not state.in_flight
+
+
+def test_failed_candidates_are_retried_then_recorded(tmp_path):
+    check_flaky(run_flaky(SequentialExecutor(flaky_evaluate, str(tmp_path), False), tmp_path))
+
+
+@pytest.fixture
+def ray_workers_import_tests(monkeypatch):
+    """Ray workers inherit the driver's environment: let them import okspose and this test module."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("PYTHONPATH", f"{REPO}{os.pathsep}{REPO / 'tests'}")
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_ray_retries_killed_workers_then_records_failures(tmp_path, ray_workers_import_tests):
+    state = run_flaky(RayExecutor(flaky_evaluate, str(tmp_path), True, workers=2), tmp_path)
+    check_flaky(state)
+    assert any("died" in r.error.lower() or "crash" in r.error.lower() or "max pooling" in r.error
+               for r in state.candidates.values())
+
+
+def test_ray_with_two_workers_gives_the_sequential_rewards(tmp_path, ray_workers_import_tests):
+    sequential = run_search(tiny_config(tmp_path / "seq"), log=lambda _: None)
+    on_ray = run_search(tiny_config(tmp_path / "ray", "search.executor=ray", "search.workers=2"),
+                        log=lambda _: None)
+    rewards = {c: r.reward for c, r in sequential.state.candidates.items()}
+    assert len(rewards) >= 3
+    assert {c: r.reward for c, r in on_ray.state.candidates.items()} == rewards
+    assert sequential.state.controller["q"] == on_ray.state.controller["q"]
+    assert on_ray.state.trainings == len(rewards)
+
+
+def test_mpii_reader_and_pckh():
+    records = load_mpii_records(MPII / "test_mpii.json", MPII)
+    raw = json.loads((MPII / "test_mpii.json").read_text())
+    assert len(records) == len(raw) == 5
+    first = raw[0]
+    np.testing.assert_allclose(records.keypoints[0, :, :2], np.array(first["joints"]) - 1)
+    side = 200 * first["scale"]
+    np.testing.assert_allclose(records.boxes[0, 2:], [side, side])
+    centre = np.array(first["center"]) - 1 + [0, 15 * first["scale"]]
+    np.testing.assert_allclose(records.boxes[0, :2] + side / 2, centre)
+    gt = records.keypoints
+    head = np.linalg.norm(gt[:, 9, :2] - gt[:, 8, :2], axis=1)  # head top - upper neck
+    assert pckh(gt, gt) == 1.0
+    shifted = gt.copy()
+    shifted[:, :8, 0] += 0.6 * head[:, None]  # 8 of 16 joints beyond half a head
+    labelled = gt[..., 2] > 0
+    assert pckh(shifted, gt) == pytest.approx(labelled[:, 8:].sum() / labelled.sum())
+
+
+def test_mpii_bad_record_names_file_and_record(tmp_path):
+    raw = json.loads((MPII / "test_mpii.json").read_text())
+    raw[2]["joints"] = raw[2]["joints"][:10]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"bad.json: record 2: .*16 \[x, y\] pairs"):
+        load_mpii_records(bad, MPII)
+
+
+def test_mpii_proxy_measures_pckh():
+    cfg = load_config(CONFIGS / "search_synthetic.yaml", [
+        *TINY, "search.proxy_data=mpii", f"data.root={MPII}", "data.train_ann=test_mpii.json", "data.train_images=.",
+        "data.val_ann=test_mpii.json", "data.val_images=.", "data.schema=mpii16"])
+    result = evaluate_candidate("1 conv3 0; 2 add 0 1", cfg)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["params"] > 0 and result["density"] == 1.0
+    model_cfg = candidate_config(cfg, "1 conv3 0").model
+    assert model_cfg.name == "blockqnn" and model_cfg.block_code == "1 conv3 0"
+
+
+def test_resume_checks_the_settings_but_not_the_executor(tmp_path):
+    out = tmp_path / "search"
+    run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]"), log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"other settings \(search.mu\)"):
+        run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]", "search.mu=0.5"), resume=out)
+    done = run_search(tiny_config(out, "search.iterations=[1,0,0,0,0,0,0,0,0,0]", "search.workers=3"), resume=out,
+                      log=lambda _: None)
+    assert done.stats.finished == 0 and done.state.trainings == len(done.state.candidates)
