@@ -11,11 +11,11 @@ from conftest import REPO
 
 from okspose.builders import load_run_config
 from okspose.cli import main
+from okspose.commands.demo import DEMO_CONFIG
 from okspose.config import load_config, packaged_configs, resolve_config
-from okspose.demo import DEMO_CONFIG
 from okspose.errors import ConfigError
 
-NAMES = ["coco_hg2_256", "coco_hg8_256", "coco_mini_tiny", "demo_synthetic"]
+NAMES = ["coco_aic_joint_hg8_256", "coco_hg2_256", "coco_hg8_256", "coco_mini_tiny", "demo_synthetic"]
 
 
 def test_configs_are_package_data():

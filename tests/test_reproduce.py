@@ -154,6 +154,7 @@ def test_label_oks_is_pycocotools_oks() -> None:
         dt = gt.loadRes([{"image_id": i + 1, "category_id": 1, "keypoints": pred[i].ravel().tolist(), "score": 1.0}
                          for i in range(3)])
     ev = COCOeval(gt, dt, "keypoints")
+    ev._prepare()  # computeOks reads the per-image ground truth and detections it indexes
     expected = [float(ev.computeOks(i + 1, 1)[0, 0]) for i in range(3)]
     np.testing.assert_allclose(label_oks(pred, labels, areas, np.array(COCO17.sigmas)), expected, rtol=1e-12)
     labels[1, :, 2] = 0
