@@ -1,5 +1,5 @@
 """The ``okspose`` command line: train, test, ablation, predict, eval-results, model-info, make-synthetic, demo,
-select-data, search."""
+select-data, mine-hard, reproduce, search."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.config, args.overrides, args.checkpoint)
     info = init_distributed(args.device)
     try:
-        text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt)
+        text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt,
+                                   rows=[_named_checkpoint(r) for r in args.row])
     finally:
         cleanup(info)
     if text is not None:
@@ -93,6 +94,15 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         if args.out:
             Path(args.out).write_text(text)
     return 0
+
+
+def _named_checkpoint(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise OksposeError(f"--row {text!r}: expected NAME=CHECKPOINT")
+    if not Path(path).is_file():
+        raise OksposeError(f"--row {name}: checkpoint not found: {path}")
+    return name, path
 
 
 def cmd_eval_results(args: argparse.Namespace) -> int:
@@ -206,6 +216,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mine_hard(args: argparse.Namespace) -> int:
+    from okspose.commands.mine_hard import format_summary, run_mine_hard
+    from okspose.engine.distributed import cleanup, init_distributed
+
+    info = init_distributed(args.device)
+    try:
+        summary = run_mine_hard(args.checkpoint, args.data, args.out, args.oks_thr, args.fraction, args.images,
+                                args.dataset, args.overrides, info.device)
+    finally:
+        cleanup(info)
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from okspose.commands.reproduce import run_reproduce
+
+    result = run_reproduce(args.out, args.size, args.overrides)
+    print("\n" + result["text"])
+    print(f"wall time {result['seconds']['total'] / 60:.1f} min; everything is in {result['out']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
@@ -234,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     _add_box_source(p, allow_gt=False)
     p.add_argument("--no-gt", action="store_true", help="leave out the ground-truth-box row")
+    p.add_argument("--row", action="append", default=[], metavar="NAME=CKPT",
+                   help="a data row: a checkpoint of the same network trained without a data step (e.g. "
+                        "'naive=runs/naive/model_best.pth', 'no external data=runs/coco/model_best.pth'); "
+                        "repeat it. The Data table lists these rows, then --checkpoint, with the test settings")
     p.add_argument("--out", help="also write the markdown to this file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_ablation)
@@ -321,6 +358,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="ADDR",
                    help="run the candidates on this Ray cluster ('auto' or HOST:PORT); implies the Ray executor")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("mine-hard", help="pose an external set's persons with a COCO model, keep the hardest by OKS "
+                       "(the seed's AI Challenger mining): subset in the same layout, summary, histogram",
+                       description="OKS over the joints both schemas share, with COCO's sigmas and the box area "
+                       "for AIC persons. Writes OUT, OUT_summary.json and OUT_oks.png (OUT's stem).", epilog=EPILOG)
+    p.add_argument("--checkpoint", required=True, help="the COCO-trained model (checkpoint.pth or model_best.pth)")
+    p.add_argument("--data", required=True, metavar="CONFIG_OR_FILE",
+                   help="annotation file (AIC original layout or COCO; .json/.json.gz), or a config whose "
+                        "data.datasets lists the external set")
+    p.add_argument("--out", required=True, help="mined subset, in the layout --data was in (.json or .json.gz)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--oks-thr", type=float, metavar="T", help="mine the persons whose OKS is below T")
+    g.add_argument("--fraction", type=float, metavar="F", help="mine the lowest-OKS fraction F of the persons")
+    p.add_argument("--images", metavar="DIR", help="the pictures (default: images/ next to an annotation file, "
+                   "or the set's folder in the config)")
+    p.add_argument("--dataset", default="", metavar="NAME", help="with a config: the data.datasets entry to mine "
+                   "(default: its only non-COCO-17 set)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. test.flip_test=true")
+    p.set_defaults(func=cmd_mine_hard, positional_kind="overrides")
+
+    p = sub.add_parser("reproduce", help="the seed's experiment table on synthetic data: naive -> + data selection "
+                       "-> + rescoring -> + OKS-NMS -> + external data (mined) -> + GT boxes, training every model")
+    p.add_argument("--out", default="work/reproduce", help="working folder (gets SIZE/: data, runs, the table)")
+    p.add_argument("--size", choices=["smoke", "full"], default="full",
+                   help="full: ~25 min on 2 idle CPU cores; smoke: tiny data, one epoch each (seconds)")
+    p.add_argument("positionals", nargs="*", metavar="key=value", help="overrides of every model's config")
+    p.set_defaults(func=cmd_reproduce, positional_kind="overrides")
     return parser
 
 

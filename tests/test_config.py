@@ -15,7 +15,7 @@ from okspose.commands.demo import DEMO_CONFIG
 from okspose.config import load_config, packaged_configs, resolve_config
 from okspose.errors import ConfigError
 
-NAMES = ["coco_hg2_256", "coco_hg8_256", "coco_mini_tiny", "demo_synthetic"]
+NAMES = ["coco_aic_joint_hg8_256", "coco_hg2_256", "coco_hg8_256", "coco_mini_tiny", "demo_synthetic"]
 
 
 def test_configs_are_package_data():

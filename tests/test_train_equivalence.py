@@ -15,11 +15,11 @@ import cv2
 import pytest
 import torch
 from conftest import CONFIGS
-from torch.utils.data import DistributedSampler
 
 from okspose.builders import build_model, build_records
 from okspose.checkpoints import read_checkpoint
 from okspose.config import load_config
+from okspose.data.mixed import MixedSampler
 from okspose.engine.train import train
 
 # A small but real set-up: 16 coco-mini persons, a 1-stack 32-feature hourglass at 128x128, with
@@ -122,7 +122,7 @@ def test_ddp_rank_with_unreadable_samples_keeps_step(coco_mini, tmp_path):
     """data.on_error=skip: rank 0's samples are all unreadable; each is replaced by a readable one, so both
     ranks run the same steps (a rank that skipped them would leave the other waiting in the all-reduce)."""
     ann_file, files = _one_person_per_image(coco_mini, tmp_path / "data", 16)
-    rank0 = list(DistributedSampler(range(16), num_replicas=2, rank=0, shuffle=True, seed=0))
+    rank0 = list(MixedSampler([16], [1.0], seed=0, rank=0, world_size=2))  # the engine's sampler
     for i in rank0:
         files[i].write_bytes(files[i].read_bytes()[:1000])  # truncated JPEG
     _torchrun(2, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4",

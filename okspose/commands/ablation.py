@@ -1,7 +1,8 @@
 """``okspose ablation``: the seed's tables on any COCO-format set: instance scoring criterion, NMS steps,
-ground-truth boxes.
+ground-truth boxes, and the data rows (models trained without data selection or external data, given
+as ``--row NAME=CKPT``, beside the checkpoint under test).
 
-Every box is posed once; each row only re-runs rescoring/NMS and the metric on those poses.
+Every box is posed once per model; each row only re-runs rescoring/NMS and the metric on those poses.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
-from okspose.builders import build_model, build_schema, load_model_weights
+from okspose.builders import build_model, build_schema
+from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
 from okspose.commands.boxes import BoxSource, pose_val
 from okspose.config import Config, TestConfig
+from okspose.data.coco import SkipReport
 from okspose.engine.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
 from okspose.instances import PosedInstances, gt_box_settings, results_for, select_instances
@@ -81,19 +86,54 @@ def format_ablation(rows: list[tuple[AblationRow, dict[str, float]]]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def checkpoint_model(cfg: Config, checkpoint: str | Path, device: torch.device) -> nn.Module:
+    """``cfg``'s network with the weights of ``checkpoint``; a checkpoint trained with other model or
+    geometry settings is a one-line error naming the setting."""
+    state = read_checkpoint(checkpoint)
+    if checkpoint_config(state) is not None:
+        check_config_fits(checkpoint_config(state), cfg.to_dict(), checkpoint)
+    return load_weights(build_model(cfg), state, checkpoint).to(device)
+
+
+def pose_checkpoint(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
+                    progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
+    """:func:`pose_val` with the weights of ``checkpoint``."""
+    return pose_val(Poser.from_config(checkpoint_model(cfg, checkpoint, info.device), cfg, info.device), cfg, source,
+                    info, progress)
+
+
+def data_rows(cfg: Config, rows: list[tuple[str, str]], posed: PosedInstances, ids: list[int], source: BoxSource,
+              info: DistInfo, progress: bool = False) -> list[tuple[AblationRow, dict[str, float]]] | None:
+    """The "Data" table: each (name, checkpoint) of ``rows`` posed on the same boxes, then the checkpoint
+    under test (``posed``), all with ``cfg.test``'s full settings. Every rank calls it; rank 0 gets the rows."""
+    sigmas = np.asarray(build_schema(cfg).sigmas)
+    out = []
+    for name, checkpoint in rows:
+        other = pose_checkpoint(cfg, checkpoint, source, info, progress)[0]
+        if info.is_main:
+            out.append((AblationRow("Data", name, {}),
+                        evaluate_variant(other, cfg.test, sigmas, cfg.data_path("val_ann"), ids)))
+    if not info.is_main:
+        return None
+    return out + [(AblationRow("Data", "this checkpoint", {}),
+                   evaluate_variant(posed, cfg.test, sigmas, cfg.data_path("val_ann"), ids))]
+
+
 def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
-                        with_gt: bool = True, progress: bool = True) -> str | None:
-    """The seed's tables (markdown) on the val split; rank 0 returns the text, other ranks None."""
-    model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
-    poser = Poser.from_config(model, cfg, info.device)  # prepared once for both sets of boxes
+                        with_gt: bool = True, progress: bool = True,
+                        rows: list[tuple[str, str]] | None = None) -> str | None:
+    """The seed's tables (markdown) on the val split, and the data rows when ``rows`` (name, checkpoint of a
+    model trained without a data step) are given; rank 0 returns the text, other ranks None."""
+    poser = Poser.from_config(checkpoint_model(cfg, checkpoint, info.device), cfg, info.device)  # prepared once
     detected, ids, report = pose_val(poser, cfg, source, info, progress)
     gt = pose_val(poser, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
+    extra = data_rows(cfg, rows, detected, ids, source, info, progress) if rows else []
     if not info.is_main:
         return None
     if report.total:
         print(f"{source.describe()}: {report.summary()}", file=sys.stderr)
-    rows = run_ablation(detected, gt, cfg.test, np.asarray(build_schema(cfg).sigmas), cfg.data_path("val_ann"), ids)
+    table = run_ablation(detected, gt, cfg.test, np.asarray(build_schema(cfg).sigmas), cfg.data_path("val_ann"), ids)
     skipped = f", {len(detected.skipped)} unreadable images scored as misses" if detected.skipped else ""
     header = (f"Ablation on {cfg.data_path('val_ann')} ({len(ids)} images{skipped}), {source.describe()}, "
               f"flip test {'on' if cfg.test.flip_test else 'off'}, decoding {cfg.test.decode}\n\n")
-    return header + format_ablation(rows)
+    return header + format_ablation(table + extra)

@@ -18,13 +18,14 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from okspose.builders import build_codec, build_model, build_records, build_schema, check_config
+from okspose.builders import build_model, check_config
 from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
 from okspose.config import Config
 from okspose.data.coco import SkipReport, TopDownDataset
+from okspose.data.mixed import MixedSampler, build_train_dataset, mixed_sampler
 from okspose.engine.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -39,7 +40,8 @@ from okspose.fileio import save_checkpoint, save_text
 from okspose.inference import autocast, normalize_images, resolve_amp
 from okspose.loss import JointsMSELoss
 
-LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP")  # AP empty when not validated
+# AP is empty when not validated; per_dataset: the epoch's samples per training set ("coco:800 aic:400").
+LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP", "per_dataset")
 
 
 @dataclass
@@ -185,6 +187,11 @@ def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float] 
     return validate_gt_boxes(model, cfg, info)
 
 
+def per_dataset(sizes: dict[str, int], sampler: MixedSampler) -> str:
+    """The epoch's samples per training set over all ranks, e.g. ``coco:800 aic:400``."""
+    return " ".join(f"{name}:{n}" for name, n in zip(sizes, sampler.quotas().tolist()))
+
+
 def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
     """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row."""
     check_config(cfg)
@@ -203,17 +210,16 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     np.random.seed(t.seed)
 
     report = SkipReport()
-    records = build_records(cfg, "train", report)
-    if len(records) == 0:
+    train_set, sizes = build_train_dataset(cfg, report)
+    if len(train_set) == 0:
         raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
         print(f"train data: {report.summary()}")
-    dataset = ReplaceUnreadable(TopDownDataset(records, build_codec(cfg), build_schema(cfg), cfg.augment,
-                                               cfg.data.padding, seed=t.seed, on_error=cfg.data.on_error))
-    # The sampler shuffles with (seed, epoch) alone, so one process with batch B*W visits the same
-    # samples per step as W processes with batch B.
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=t.seed)
+    dataset = ReplaceUnreadable(train_set)
+    # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
+    # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W
+    # processes with batch B.
+    sampler = mixed_sampler(cfg, sizes, info.rank, info.world_size)
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
                         collate_fn=default_collate, pin_memory=info.device.type == "cuda",
                         drop_last=False)
@@ -261,7 +267,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         loss = all_reduce_sum(stats.loss, info) / max(samples, 1)
         skipped = all_reduce_sum(stats.skipped, info)
         row = {"epoch": epoch + 1, "steps": stats.steps, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
-               "samples_per_s": samples / stats.seconds, "skipped": int(skipped)}
+               "samples_per_s": samples / stats.seconds, "skipped": int(skipped),
+               "per_dataset": per_dataset(sizes, sampler)}
         val = validate(model, cfg, info) if t.eval_every and (
             (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs) else None
         if info.is_main:
