@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,14 @@ def _run(argv: list[str]) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("reproduce")
-    code, text = _run(["reproduce", "--out", str(root), "--size", "smoke", "train.amp=none"])
+    cwd = Path.cwd()
+    os.chdir(root)  # a relative --out, as a user types it: the joint run's set paths must still resolve
+    try:
+        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "train.amp=none"])
+    finally:
+        os.chdir(cwd)
     assert code == 0, text
-    return root / "smoke", text
+    return root / "work" / "smoke", text
 
 
 def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:

@@ -157,7 +157,7 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
     the table and the stage times."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
-    sz, out, overrides = SIZES[size], Path(out) / size, list(overrides or [])
+    sz, out, overrides = SIZES[size], (Path(out) / size).resolve(), list(overrides or [])  # joined to set roots
     times: dict[str, float] = {}
     start = clock = time.perf_counter()
 
