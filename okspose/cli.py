@@ -12,7 +12,7 @@ import numpy as np
 
 from okspose.builders import load_run_config
 from okspose.commands.boxes import BoxSource
-from okspose.config import packaged_configs, split_overrides
+from okspose.config import Config, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
@@ -56,12 +56,24 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool) -> None:
                    help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
 
 
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["torch", "onnxruntime"],
+                   help="what runs the pose network: PyTorch (default) or ONNX Runtime on the exported graph "
+                        "(needs the onnx extra); the same as test.engine=...")
+
+
+def _run_config(args: argparse.Namespace) -> Config:
+    """The command's config from CONFIG, the checkpoint and the overrides, with ``--engine`` applied."""
+    engine = [f"test.engine={args.engine}"] if getattr(args, "engine", None) else []
+    return load_run_config(args.config, [*args.overrides, *engine], args.checkpoint)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from okspose.commands.test import run_test
     from okspose.engine.distributed import cleanup, init_distributed
     from okspose.evaluation import format_stats
 
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     source = _box_source(args)
     default = "results_gt_boxes.json" if source.kind == "gt" else "results.json"
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
@@ -82,7 +94,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from okspose.commands.ablation import run_ablation_tables
     from okspose.engine.distributed import cleanup, init_distributed
 
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     info = init_distributed(args.device)
     try:
         text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt)
@@ -152,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from okspose.engine.distributed import cleanup, init_distributed
 
     items, warnings = collect_inputs(args.inputs)  # a missing input stops here, before any work
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     if args.detector_weights and not args.detector:
         raise OksposeError("--detector-weights goes with --detector")
     if args.detections and not Path(args.detections).is_file():
@@ -190,6 +202,18 @@ def cmd_select_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from okspose.commands.export import run_export
+
+    cfg = _run_config(args)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".onnx")
+    r = run_export(cfg, args.checkpoint, out, args.check_persons)
+    print(f"wrote {r.out} ({r.megabytes:.1f} MiB, dynamic batch)")
+    print(f"ONNX Runtime vs PyTorch fp32 on {r.inputs}: max |heatmap difference| {r.max_abs_diff:.2e} "
+          f"(largest heatmap value {r.max_heatmap:.3f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
@@ -209,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_box_source(p, allow_gt=True)
     p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json or results.json)")
     p.add_argument("--vis", metavar="DIR", help="also draw the predicted poses of the first images into DIR")
+    _add_engine(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_test)
 
@@ -218,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     _add_box_source(p, allow_gt=False)
     p.add_argument("--no-gt", action="store_true", help="leave out the ground-truth-box row")
+    _add_engine(p)
     p.add_argument("--out", help="also write the markdown to this file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_ablation)
@@ -279,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="gets predictions.json (COCO annotations), results.json (COCO results) and vis/")
     p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
+    _add_engine(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_predict)
 
@@ -299,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--padding", type=float, default=1.25, help="crop padding for the padded area")
     p.add_argument("--literal", action="store_true", help="the slide's formula taken literally: s=1, raw box area")
     p.set_defaults(func=cmd_select_data)
+
+    p = sub.add_parser("export", help="the folded pose network to ONNX (dynamic batch), checked against PyTorch",
+                       epilog=EPILOG)
+    _add_config(p, required=False)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="ONNX file (default: the checkpoint's path with .onnx)")
+    p.add_argument("--check-persons", type=int, default=16,
+                   help="val persons whose crops compare ONNX Runtime with PyTorch (default 16)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
