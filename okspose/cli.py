@@ -50,8 +50,9 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool) -> None:
     if allow_gt:
         g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
     g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
-    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
-                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN (the seed's), Faster R-CNN "
+                        "MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
     p.add_argument("--detector-weights", metavar="PATH",
                    help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
 
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
-        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,synthetic} "
+        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,mobilenet,synthetic} "
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "
@@ -296,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
-    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
-                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN (the seed's), Faster R-CNN "
+                        "MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
     g.add_argument("--whole-image", action="store_true",
                    help="each picture is one person (box = the whole picture, score 1): for cropped pictures")
     p.add_argument("--detector-weights", metavar="PATH",

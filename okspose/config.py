@@ -108,6 +108,7 @@ class TestConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     engine: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the folded network exported to ONNX
     det_min_size: int = 800  # detector input: shorter image side resized to this (COCO's usual 800)
+    det_amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # detector autocast (boxes move slightly)
     det_top_k: int = 20  # person boxes kept per image (highest scores)
     det_score_floor: float = 0.0  # boxes scoring below this are dropped
     rescoring: Literal["box", "keypoint", "box*keypoint"] = "box*keypoint"  # the instance score
