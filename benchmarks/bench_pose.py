@@ -15,6 +15,7 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,66 +26,121 @@ PEERS = REPO.parent / "shared" / "peers"
 SAMPLES = REPO.parent / "shared" / "data" / "samples" / "coco"
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int) -> dict:
-    """Median persons/s of one forward pass over a batch of 256x256 crops (no flip)."""
+MODES = ("fp32", "fast", "fast+bf16", "compiled", "compiled+bf16", "onnxruntime")
+
+
+def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, cache_dir: str = "") -> dict:
+    """Best persons/s of one forward pass over a batch of 256x256 crops (no flip), the time of the first
+    call (compilation for compiled modes, export + session for ONNX Runtime) and peak memory.
+
+    ``cache_dir``: inductor's cache for compiled modes (a fresh one measures a cold compile).
+    """
+    import os
+
+    if cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    from okspose.compiled import compile_for_inference
     from okspose.inference import autocast, optimize_for_inference
     from okspose.models.hourglass import StackedHourglass
+    from okspose.onnx_engine import OnnxRuntimeNet
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = StackedHourglass(stacks, 256, 17, 4).eval()
     x = torch.randn(batch, 3, 256, 256)
-    dtype = None
-    if mode != "fp32":
-        model = optimize_for_inference(model, torch.device("cpu"))
+    dtype = torch.bfloat16 if mode.endswith("bf16") else None
+    start = time.perf_counter()
+    if mode == "onnxruntime":
+        net = OnnxRuntimeNet.from_model(model, (256, 256))
+    elif mode != "fp32":
+        net = optimize_for_inference(model, torch.device("cpu"))
         x = x.contiguous(memory_format=torch.channels_last)
-        dtype = torch.bfloat16 if mode == "fast+bf16" else None
+        if mode.startswith("compiled"):
+            net = compile_for_inference(net, batch)
+    else:
+        net = model
     times = []
     with torch.inference_mode(), autocast(torch.device("cpu"), dtype):
-        model(x)
+        net(x)
+        first = time.perf_counter() - start
         for _ in range(repeat):
             start = time.perf_counter()
-            model(x)
+            net(x)
             times.append(time.perf_counter() - start)
-    return {"persons_per_s": batch / sorted(times)[len(times) // 2], "peak_mib": _peak_mib()}
+    return {"persons_per_s": batch / min(times), "first_s": first, "peak_mib": _peak_mib()}
 
 
-def end_to_end(stacks: int, threads: int, repeat: int) -> dict:
-    """Images/s and persons/s of detector (Mask R-CNN R50-FPN, untrained weights: speed only) + pose
-    network in speed mode on the real samples/coco images with their real detection count."""
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
+E2E_PATHS = {  # name: (detector, its autocast, pose precision, compiled)
+    "previous: Mask R-CNN fp32 + HG fast fp32": ("maskrcnn", "none", "none", False),
+    "Mask R-CNN bf16 + HG fast bf16": ("maskrcnn", "bf16", "bf16", False),
+    "Mask R-CNN bf16 + HG compiled bf16": ("maskrcnn", "bf16", "bf16", True),
+    "MobileNetV3 bf16 + HG compiled bf16": ("mobilenet", "bf16", "bf16", True),
+}
 
-    from okspose.data.coco import read_image
+
+def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str) -> dict:
+    """Best images/s and persons/s of detector + pose network (flip test, fast mode) on the real
+    samples/coco images. The detectors have untrained weights (speed only), so the persons posed are the
+    images' boxes of the 56-AP detections file scoring >= 0.3, as many as a trained detector would give.
+    The first pass (compilation for compiled paths) is left out of the timing and reported."""
+    import dataclasses
+    import os
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    from okspose.config import TestConfig
+    from okspose.data.codec import HeatmapCodec
     from okspose.detections import load_detections
-    from okspose.detector import PersonDetector
-    from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps
+    from okspose.detector import ARCHS, PersonDetector
+    from okspose.inference import resolve_amp
+    from okspose.instances import records_from_detections
     from okspose.keypoints import COCO17
     from okspose.models.hourglass import StackedHourglass
+    from okspose.posing import Poser
 
+    arch, det_amp, pose_amp, compiled = E2E_PATHS[path]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    images = [read_image(str(p)) for p in sorted(SAMPLES.glob("*.jpg"))]
+    cpu = torch.device("cpu")
+    files = {int(p.stem): str(p) for p in sorted(SAMPLES.glob("*.jpg"))}
     dets = load_detections(SAMPLES / "test_coco_det_AP_H_56.json", top_k=20, score_floor=0.3)
-    persons = sum(len(s) for _, s in dets.values())
-    raw = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
-    detector = PersonDetector(model=raw, top_k=20)
-    pose = optimize_for_inference(StackedHourglass(stacks, 256, 17, 4), torch.device("cpu"))
-    crops = torch.randint(0, 255, (persons, 3, 256, 256), dtype=torch.uint8)
-    flip_index = COCO17.flip_index()
+    records = records_from_detections(files, {i: dets[i] for i in files if i in dets}, 17)
+    raw = ARCHS[arch][1](weights=None, weights_backbone=None, num_classes=91)
+    detector = PersonDetector(model=raw, top_k=20, amp_dtype=resolve_amp(det_amp, cpu))
+    if path.startswith("previous"):
+        detector.model.to(memory_format=torch.contiguous_format)
+    test = dataclasses.replace(TestConfig(), fast=True, flip_test=True, amp=pose_amp, compile=compiled,
+                               batch_size=8)
+    poser = Poser(StackedHourglass(stacks, 256, 17, 4), HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, cpu)
+
+    def run() -> None:
+        from okspose.data.coco import read_image
+
+        images = {i: read_image(f) for i, f in files.items()}
+        detector.detect(list(images.values()))
+        poser.pose_decoded(images, records)
+
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        detector.detect(images)
-        for chunk in crops.split(8):
-            predict_heatmaps(pose, normalize_images(chunk, torch.device("cpu"), True), flip_index)
+        run()
         times.append(time.perf_counter() - start)
-    t = sorted(times)[len(times) // 2]
-    return {"images_per_s": len(images) / t, "persons_per_s": persons / t, "images": len(images),
-            "persons": persons, "peak_mib": _peak_mib()}
+    t = min(times)
+    return {"images_per_s": len(files) / t, "persons_per_s": len(records) / t, "images": len(files),
+            "persons": len(records), "first_s": first, "peak_mib": _peak_mib()}
 
 
 def _run(target, *args) -> dict:
@@ -107,47 +163,66 @@ def peer_speed(stacks: int, batch: int, repeat: int, threads: int) -> float | No
     return float(match.group(1))
 
 
+def print_pose_table(peers: dict, rows: list, ref8: float | None) -> None:
+    print("\n| model | persons/s | vs mmpose 8-stack | first call s (cold / warm cache) | peak MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name, speed in peers.items():
+        if speed is not None:
+            ratio = f"{speed / ref8:.2f}x" if ref8 else ""
+            print(f"| {name} | {speed:.2f} | {ratio} | | |")
+    for name, speed, first, warm, mib in rows:
+        ratio = f"{speed / ref8:.2f}x" if ref8 else ""
+        setup = "" if first is None else f"{first:.0f}" + ("" if warm is None else f" / {warm:.0f}")
+        print(f"| {name} | {speed:.2f} | {ratio} | {setup} | {mib:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--modes", nargs="+", default=["fp32", "fast", "fast+bf16"])
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--stacks", nargs="+", type=int, default=[8, 2])
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--no-pose", action="store_true", help="only the end-to-end table")
+    ap.add_argument("--e2e-stacks", type=int, default=8)
     args = ap.parse_args()
     from okspose.inference import fast_bf16_cpu
 
     print(f"# pose stage, 256x256, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
-          f"native bf16: {fast_bf16_cpu()}\n")
+          f"CPU: {_cpu_model()}, native bf16: {fast_bf16_cpu()}, AMX: {torch.cpu._is_amx_tile_supported()}\n")
+    if args.no_pose:
+        args.stacks, args.no_peer = [], True
     rows = []
     peers = {}
     if not args.no_peer:
         peers = {"mmpose HG52 (1 stack)": peer_speed(1, args.batch, args.repeat, args.threads),
                  "mmpose Hourglass 8 stacks": peer_speed(8, args.batch, args.repeat, args.threads)}
-    for stacks in (8, 2):
+    cold = tempfile.mkdtemp(prefix="okspose-bench-inductor-")
+    for stacks in args.stacks:
         for mode in args.modes:
-            r = _run(pose_speed, stacks, mode, args.batch, args.repeat, args.threads)
-            rows.append((f"okspose HG-{stacks} {mode}", r["persons_per_s"], r["peak_mib"]))
+            r = _run(pose_speed, stacks, mode, args.batch, args.repeat, args.threads, cold)
+            first = r["first_s"] if mode.startswith(("compiled", "onnx")) else None
+            warm = None
+            if mode.startswith("compiled"):  # the same graph again: inductor's on-disk cache is warm
+                warm = _run(pose_speed, stacks, mode, args.batch, 1, args.threads, cold)["first_s"]
+            rows.append((f"okspose HG-{stacks} {mode}", r["persons_per_s"], first, warm, r["peak_mib"]))
             print(f"  done: HG-{stacks} {mode}: {r['persons_per_s']:.2f} persons/s", flush=True)
     ref8 = peers.get("mmpose Hourglass 8 stacks")
-    print("\n| model | persons/s | vs mmpose 8-stack | peak MiB |")
-    print("|---|---:|---:|---:|")
-    for name, speed in peers.items():
-        if speed is not None:
-            ratio = f"{speed / ref8:.2f}x" if ref8 else ""
-            print(f"| {name} | {speed:.2f} | {ratio} | |")
-    for name, speed, mib in rows:
-        ratio = f"{speed / ref8:.2f}x" if ref8 else ""
-        print(f"| {name} | {speed:.2f} | {ratio} | {mib:.0f} |")
+    if rows:
+        print_pose_table(peers, rows, ref8)
     if not args.no_e2e and SAMPLES.is_dir():
-        print("\n| end to end (detector + pose, flip test, speed mode) | images/s | persons/s | peak MiB |")
-        print("|---|---:|---:|---:|")
-        for stacks in (8, 2):
-            r = _run(end_to_end, stacks, args.threads, 2)
-            print(f"| Mask R-CNN R50-FPN + HG-{stacks} ({r['images']} images, {r['persons']} persons) | "
-                  f"{r['images_per_s']:.3f} | {r['persons_per_s']:.2f} | {r['peak_mib']:.0f} |", flush=True)
-
+        print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs previous | "
+              "first pass s | peak MiB |")
+        print("|---|---:|---:|---:|---:|---:|")
+        base = None
+        for path in E2E_PATHS:
+            r = _run(end_to_end, args.e2e_stacks, path, args.threads, 2, cold)
+            base = base or r["images_per_s"]
+            print(f"| {path} ({r['images']} images, {r['persons']} persons) | {r['images_per_s']:.3f} | "
+                  f"{r['persons_per_s']:.2f} | {r['images_per_s'] / base:.2f}x | {r['first_s']:.0f} | "
+                  f"{r['peak_mib']:.0f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ import numpy as np
 
 from okspose.builders import load_run_config
 from okspose.commands.boxes import BoxSource
-from okspose.config import packaged_configs, split_overrides
+from okspose.config import Config, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
@@ -50,10 +50,23 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool) -> None:
     if allow_gt:
         g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
     g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
-    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
-                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN (the seed's), Faster R-CNN "
+                        "MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
     p.add_argument("--detector-weights", metavar="PATH",
                    help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["torch", "onnxruntime"],
+                   help="what runs the pose network: PyTorch (default) or ONNX Runtime on the exported graph "
+                        "(needs the onnx extra); the same as test.engine=...")
+
+
+def _run_config(args: argparse.Namespace) -> Config:
+    """The command's config from CONFIG, the checkpoint and the overrides, with ``--engine`` applied."""
+    engine = [f"test.engine={args.engine}"] if getattr(args, "engine", None) else []
+    return load_run_config(args.config, [*args.overrides, *engine], args.checkpoint)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -61,7 +74,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from okspose.engine.distributed import cleanup, init_distributed
     from okspose.evaluation import format_stats
 
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     source = _box_source(args)
     default = "results_gt_boxes.json" if source.kind == "gt" else "results.json"
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
@@ -82,7 +95,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from okspose.commands.ablation import run_ablation_tables
     from okspose.engine.distributed import cleanup, init_distributed
 
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     info = init_distributed(args.device)
     try:
         text = run_ablation_tables(cfg, args.checkpoint, _box_source(args), info, with_gt=not args.no_gt,
@@ -165,7 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from okspose.engine.distributed import cleanup, init_distributed
 
     items, warnings = collect_inputs(args.inputs)  # a missing input stops here, before any work
-    cfg = load_run_config(args.config, args.overrides, args.checkpoint)
+    cfg = _run_config(args)
     if args.detector_weights and not args.detector:
         raise OksposeError("--detector-weights goes with --detector")
     if args.detections and not Path(args.detections).is_file():
@@ -239,6 +252,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from okspose.commands.export import run_export
+
+    cfg = _run_config(args)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".onnx")
+    r = run_export(cfg, args.checkpoint, out, args.check_persons)
+    print(f"wrote {r.out} ({r.megabytes:.1f} MiB, dynamic batch)")
+    print(f"ONNX Runtime vs PyTorch fp32 on {r.inputs}: max |heatmap difference| {r.max_abs_diff:.2e} "
+          f"(largest heatmap value {r.max_heatmap:.3f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
@@ -258,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_box_source(p, allow_gt=True)
     p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json or results.json)")
     p.add_argument("--vis", metavar="DIR", help="also draw the predicted poses of the first images into DIR")
+    _add_engine(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_test)
 
@@ -271,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a data row: a checkpoint of the same network trained without a data step (e.g. "
                         "'naive=runs/naive/model_best.pth', 'no external data=runs/coco/model_best.pth'); "
                         "repeat it. The Data table lists these rows, then --checkpoint, with the test settings")
+    _add_engine(p)
     p.add_argument("--out", help="also write the markdown to this file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_ablation)
@@ -310,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
-        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,synthetic} "
+        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,mobilenet,synthetic} "
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "
@@ -323,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
-    g.add_argument("--detector", choices=["maskrcnn", "synthetic"],
-                   help="run a person detector: torchvision Mask R-CNN R50-FPN, or the demo's synthetic-scenes one")
+    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+                   help="run a person detector: torchvision Mask R-CNN R50-FPN (the seed's), Faster R-CNN "
+                        "MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
     g.add_argument("--whole-image", action="store_true",
                    help="each picture is one person (box = the whole picture, score 1): for cropped pictures")
     p.add_argument("--detector-weights", metavar="PATH",
@@ -332,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="gets predictions.json (COCO annotations), results.json (COCO results) and vis/")
     p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
+    _add_engine(p)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_predict)
 
@@ -386,6 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full: ~25 min on 2 idle CPU cores; smoke: tiny data, one epoch each (seconds)")
     p.add_argument("positionals", nargs="*", metavar="key=value", help="overrides of every model's config")
     p.set_defaults(func=cmd_reproduce, positional_kind="overrides")
+
+    p = sub.add_parser("export", help="the folded pose network to ONNX (dynamic batch), checked against PyTorch",
+                       epilog=EPILOG)
+    _add_config(p, required=False)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pth or model_best.pth")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="ONNX file (default: the checkpoint's path with .onnx)")
+    p.add_argument("--check-persons", type=int, default=16,
+                   help="val persons whose crops compare ONNX Runtime with PyTorch (default 16)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -89,7 +89,8 @@ class TrainConfig:
     lr_gamma: float = 0.1
     workers: int = 4
     seed: int = 0
-    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, bf16 on AMX CPUs, else none
+    # auto: bf16 on GPUs that have it (else fp16 with a grad scaler), bf16 on CPUs with native bf16, else none
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     sync_bn: bool = False  # batch statistics over all processes (exact equivalence with one big batch)
     log: Literal["csv", "tensorboard"] = "csv"
@@ -105,6 +106,12 @@ class TestConfig:
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
     amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # fp32 ("none") is the accuracy reference
     fast: bool = False  # BatchNorm folded into the convs + channels_last (same fp32 maths, faster)
+    compile: Literal["auto", True, False] = "auto"  # fast mode only: torch.compile (inductor, frozen weights);
+    # auto: for jobs large enough to repay the compile time (okspose.compiled.AUTO_MIN_PERSONS)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    engine: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the folded network exported to ONNX
+    det_min_size: int = 800  # detector input: shorter image side resized to this (COCO's usual 800)
+    det_amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # detector autocast (boxes move slightly)
     det_top_k: int = 20  # person boxes kept per image (highest scores)
     det_score_floor: float = 0.0  # boxes scoring below this are dropped
     rescoring: Literal["box", "keypoint", "box*keypoint"] = "box*keypoint"  # the instance score

@@ -28,8 +28,8 @@ def fast_bf16_cpu() -> bool:
 def resolve_amp(amp: AmpMode, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None: full fp32)."""
     if amp == "auto":
-        if device.type == "cuda":
-            return torch.float16
+        if device.type == "cuda":  # bf16 needs no grad scaler; fp16 (older GPUs) trains with one
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if fast_bf16_cpu() else None
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from okspose.builders import build_codec, build_schema
+from okspose.compiled import compile_for_inference, compile_key, should_compile
 from okspose.config import Config, TestConfig
 from okspose.data.coco import OnError, PersonRecords
 from okspose.data.codec import HeatmapCodec
@@ -26,6 +27,7 @@ from okspose.data.transforms import crop_to_image
 from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
 from okspose.instances import PosedInstances
 from okspose.keypoints import KeypointSchema
+from okspose.onnx_engine import OnnxRuntimeNet
 from okspose.postprocess import crop_areas
 
 _CROP_KEYS = ("image", "center", "scale", "index")
@@ -41,6 +43,7 @@ class Poser:
     def __init__(self, model: nn.Module, codec: HeatmapCodec, schema: KeypointSchema, test: TestConfig,
                  device: torch.device, padding: float = 1.25, workers: int = 0, on_error: OnError = "raise") -> None:
         self.model = optimize_for_inference(model, device) if test.fast else model
+        self.net: nn.Module | OnnxRuntimeNet | None = None  # what runs the crops; chosen by the first job
         self.codec, self.schema, self.test, self.device = codec, schema, test, device
         self.padding, self.workers, self.on_error = padding, workers, on_error
         self.amp_dtype = resolve_amp(test.amp, device)
@@ -87,6 +90,7 @@ class Poser:
         skipped: list[str] = []
         was_training = self.model.training
         self.model.eval()
+        self._prepare(n)
         try:
             for batch in _batches(items, self.test.batch_size, skipped):
                 idx = batch["index"].numpy()
@@ -100,12 +104,30 @@ class Poser:
     def crop_keypoints(self, crops: torch.Tensor, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Image-space keypoints [B, K, 3] (x, y, heatmap maximum) of uint8 crops [B, 3, H, W]."""
         images = normalize_images(crops, self.device, self.channels_last)
-        heatmaps = predict_heatmaps(self.model, images, self.flip_index, self.amp_dtype)
+        self._prepare(len(crops))
+        heatmaps = predict_heatmaps(self.net, images, self.flip_index, self.amp_dtype)
         xy, maxvals = self.codec.decode(heatmaps, self.test.decode)
         out = np.empty((len(crops), self.schema.num_joints, 3))
         out[..., :2] = crop_to_image(xy, centers, scales, None, self.codec.input_size)
         out[..., 2] = maxvals
         return out
+
+    def _prepare(self, persons: int) -> None:
+        """Choose, once per run, what runs the crops: ONNX Runtime (``test.engine``), the fast network
+        compiled by inductor (``test.compile``, judged by this first job's ``persons``), or the network."""
+        if self.net is not None:
+            return
+        if self.test.engine == "onnxruntime":
+            self.net = OnnxRuntimeNet.from_model(self.model, self.codec.input_size)
+        elif self.test.fast:
+            per_call = self.test.batch_size * (2 if self.flip_index is not None else 1)
+            key = compile_key(self.model, per_call, self.codec.input_size, self.amp_dtype, self.test.compile_mode,
+                              self.device)
+            compiled = should_compile(self.test.compile, persons, self.device, key)
+            self.net = compile_for_inference(self.model, per_call, self.test.compile_mode, key) if compiled \
+                else self.model
+        else:
+            self.net = self.model
 
     def _posed(self, records: PersonRecords, keypoints: np.ndarray, done: np.ndarray,
                skipped: list[str]) -> PosedInstances:

@@ -4,23 +4,26 @@ detector and the pose network."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from okspose.commands.demo_detector import load_synthetic_detector
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
-from okspose.data.crops import read_images
+from okspose.data.crops import ImageFiles
 from okspose.detections import read_detections
 from okspose.detector import PersonDetector
 from okspose.engine.distributed import DistInfo, shard
 from okspose.engine.validation import gather_posed, pose_val_gt
 from okspose.errors import OksposeError
+from okspose.inference import resolve_amp
 from okspose.instances import Detections, PosedInstances, records_from_detections
 from okspose.posing import Poser
 
@@ -33,12 +36,14 @@ CHUNK_IMAGES = 64
 class BoxSource:
     """Where person boxes come from: ground truth, a COCO results file, or a detector."""
 
-    kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "synthetic"
+    kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "mobilenet" | "synthetic"
     path: str | None = None  # detections file, or detector weights
 
     def describe(self) -> str:
         return {"gt": "ground-truth boxes", "detections": f"detections from {self.path}",
-                "maskrcnn": "Mask R-CNN R50-FPN detector", "synthetic": "synthetic-scenes detector"}[self.kind]
+                "maskrcnn": "Mask R-CNN R50-FPN detector",
+                "mobilenet": "Faster R-CNN MobileNetV3-Large FPN detector",
+                "synthetic": "synthetic-scenes detector"}[self.kind]
 
 
 def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> PersonDetector:
@@ -47,7 +52,9 @@ def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> Perso
             raise OksposeError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
         return load_synthetic_detector(source.path, top_k=cfg.test.det_top_k,
                                        score_floor=cfg.test.det_score_floor).to(device)
-    return PersonDetector(source.path, top_k=cfg.test.det_top_k, score_floor=cfg.test.det_score_floor).to(device)
+    t = cfg.test
+    return PersonDetector(source.path, top_k=t.det_top_k, score_floor=t.det_score_floor, arch=source.kind,
+                          min_size=t.det_min_size, amp_dtype=resolve_amp(t.det_amp, device)).to(device)
 
 
 def file_detections(path: str | Path, cfg: Config, image_ids: set[int], report: SkipReport,
@@ -70,16 +77,18 @@ def detect_records(detector: PersonDetector, images: dict[int, np.ndarray], imag
 
 def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[int, str],
                     progress: bool = False) -> PosedInstances:
-    """Decode each picture once, find its persons with ``detector`` and pose them from the same pixels;
-    unreadable pictures follow ``poser.on_error``."""
-    ids = list(image_paths)
+    """Decode each picture once (in ``poser.workers`` loader workers, ahead of the network), find its
+    persons with ``detector`` and pose them from the same pixels, ``CHUNK_IMAGES`` pictures at a time, so
+    that crops of many pictures share the pose batches; unreadable pictures follow ``poser.on_error``."""
+    loader = DataLoader(ImageFiles(image_paths, poser.on_error), batch_size=None, num_workers=poser.workers,
+                        prefetch_factor=CHUNK_IMAGES // poser.workers if poser.workers else None)
+    items = iter(tqdm(loader, desc="detect+pose", unit="img", disable=not progress, leave=False))
     parts = []
-    for start in tqdm(range(0, len(ids), CHUNK_IMAGES), desc="detect+pose", unit="chunk", disable=not progress,
-                      leave=False):
-        chunk = {i: image_paths[i] for i in ids[start:start + CHUNK_IMAGES]}
-        images, skipped = read_images(chunk, poser.on_error)
-        posed = poser.pose_decoded(images, detect_records(detector, images, chunk, poser.schema.num_joints))
-        posed.skipped += skipped
+    while chunk := list(itertools.islice(items, CHUNK_IMAGES)):
+        images = {item["id"]: item["image"] for item in chunk if "image" in item}
+        paths = {i: image_paths[i] for i in images}
+        posed = poser.pose_decoded(images, detect_records(detector, images, paths, poser.schema.num_joints))
+        posed.skipped += [item["error"] for item in chunk if "error" in item]
         parts.append(posed)
     return PosedInstances.concat(parts, poser.schema.num_joints)
 

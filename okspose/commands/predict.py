@@ -457,8 +457,8 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
         detections = file_detections(boxes.path, cfg, numbered_ids(items), det_report, warn=info.is_main)
         if info.is_main:
             _warn_unmatched(items, boxes.path)
-    detector = make_detector(boxes, cfg, info.device) if boxes is not None and boxes.kind in (
-        "maskrcnn", "synthetic") else None
+    detector = make_detector(boxes, cfg, info.device) if boxes is not None and boxes.kind not in (
+        "gt", "detections") else None
     poser = Poser.from_config(model, cfg, info.device, on_error="skip")
     predictor = _Predictor(poser, cfg, boxes, detections, detector, out_dir / "vis" if draw else None,
                            _picture_names(items))

@@ -68,16 +68,23 @@ class ImageCrops(Dataset):
                 "center": torch.from_numpy(centers), "scale": torch.from_numpy(scales)}
 
 
-def read_images(paths: dict[int, str], on_error: OnError = "raise") -> tuple[dict[int, np.ndarray], list[str]]:
-    """Decoded RGB pictures by id, and the messages of those that could not be decoded ("skip"); with
-    "raise" the first unreadable picture stops with its :class:`DataError`."""
-    images: dict[int, np.ndarray] = {}
-    skipped: list[str] = []
-    for image_id, path in paths.items():
+class ImageFiles(Dataset):
+    """Decoded RGB pictures by id, one item each: ``{"id", "image"}``, or ``{"id", "error"}`` for a picture
+    that cannot be decoded under ``on_error="skip"`` (with "raise" its :class:`DataError` stops the run).
+    A dataset so that loader workers decode the next pictures while the detector runs on these."""
+
+    def __init__(self, paths: dict[int, str], on_error: OnError = "raise") -> None:
+        self.items = list(paths.items())
+        self.on_error = on_error
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        image_id, path = self.items[i]
         try:
-            images[image_id] = read_image(path)
+            return {"id": image_id, "image": read_image(path)}
         except DataError as err:
-            if on_error == "raise":
+            if self.on_error == "raise":
                 raise
-            skipped.append(str(err))
-    return images, skipped
+            return {"id": image_id, "error": str(err)}

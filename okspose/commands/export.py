@@ -1,0 +1,57 @@
+"""``okspose export``: the folded pose network of a checkpoint to ONNX, checked against PyTorch.
+
+The check runs both the PyTorch network (fp32, eval, BatchNorm not folded: the reference) and the
+exported graph in ONNX Runtime on real person crops: the first ``check_persons`` persons of the config's
+val split, or, where that split is not on this machine, random inputs (said so in the report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from okspose.builders import build_codec, build_model, build_records, load_model_weights
+from okspose.config import Config
+from okspose.data.crops import ImageCrops
+from okspose.inference import normalize_images
+from okspose.onnx_engine import OnnxRuntimeNet, export_onnx
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    out: Path
+    megabytes: float
+    inputs: str  # what the check ran on
+    max_abs_diff: float  # largest |heatmap difference| between ONNX Runtime and PyTorch fp32
+    max_heatmap: float  # largest heatmap value, for scale
+
+
+def check_crops(cfg: Config, persons: int) -> tuple[torch.Tensor, str]:
+    """Normalised crops of the first ``persons`` val persons, or random inputs where the val split is not
+    readable here; and a description of which."""
+    w, h = cfg.data.input_size
+    if cfg.data_path("val_ann").is_file():
+        records = build_records(cfg, "val")
+        records = records.subset(np.arange(min(persons, len(records))))
+        dataset = ImageCrops(records, (w, h), cfg.data.padding, on_error="skip")
+        crops = [item["image"] for item in (dataset[i] for i in range(len(dataset))) if "image" in item]
+        if crops:
+            images = torch.cat(crops)
+            return normalize_images(images, torch.device("cpu")), f"{len(images)} val persons' crops"
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(persons, 3, h, w, generator=generator), f"{persons} random inputs (no val data here)"
+
+
+def run_export(cfg: Config, checkpoint: str | Path, out: str | Path, check_persons: int = 16) -> ExportReport:
+    model = load_model_weights(build_model(cfg), checkpoint).eval()
+    codec = build_codec(cfg)
+    data = export_onnx(model, codec.input_size, out)
+    crops, inputs = check_crops(cfg, check_persons)
+    with torch.inference_mode():
+        ref = model(crops)[-1].float()
+    got = OnnxRuntimeNet(data)(crops)
+    return ExportReport(Path(out), len(data) / 2**20, inputs, float((got - ref).abs().max()),
+                        float(ref.abs().max()))

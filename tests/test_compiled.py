@@ -1,0 +1,54 @@
+"""Compiled inference (inductor, frozen weights) gives the eager fp32 results by the fast mode's criterion
+on a network trained on real persons: AP within 0.005, >= 99% of the confident joints within 0.5 px.
+
+Compiling takes about a minute on 2 idle cores (several with a cold cache on a busy machine), hence the
+``compile`` marker: ``pytest -m "not compile"`` leaves it out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONFIGS
+
+from okspose.builders import build_codec, build_model, build_records, build_schema, load_model_weights
+from okspose.cli import main
+from okspose.compiled import FixedBatch, can_compile
+from okspose.config import load_config
+from okspose.evaluation import evaluate_keypoints
+from okspose.instances import gt_box_settings, results_for, select_instances
+from okspose.posing import Poser
+
+CONFIG = CONFIGS / "coco_mini_tiny.yaml"
+
+
+@pytest.mark.compile
+def test_compiled_agrees_with_eager_fp32(coco_mini, tmp_path, monkeypatch):
+    if not can_compile(torch.device("cpu")):
+        pytest.skip("no C++ compiler for inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold compile, every time
+    overrides = [f"data.root={coco_mini}", f"train.output_dir={tmp_path / 'run'}", "train.progress=false",
+                 "train.epochs=80", "data.max_train_persons=16", "test.flip_test=true"]
+    assert main(["train", str(CONFIG), *overrides]) == 0
+    cfg = load_config(CONFIG, overrides)
+    model = load_model_weights(build_model(cfg), tmp_path / "run" / "checkpoint.pth").eval()
+    records = build_records(cfg, "train")
+    schema, device = build_schema(cfg), torch.device("cpu")
+    posed, results = {}, {}
+    for name, fast, compiled in (("eager", False, False), ("compiled", True, True)):
+        test = dataclasses.replace(cfg.test, fast=fast, compile=compiled, amp="none")
+        poser = Poser(model, build_codec(cfg), schema, test, device)
+        posed[name] = poser.pose(records)
+        assert isinstance(poser.net, FixedBatch) == compiled
+        index, scores = select_instances(posed[name], gt_box_settings(test), np.asarray(schema.sigmas))
+        results[name] = results_for(posed[name], index, scores)
+    ref, got = posed["eager"].keypoints, posed["compiled"].keypoints
+    confident = ref[..., 2] >= 0.3
+    assert confident.sum() >= 50, "the network did not learn: the criterion would test nothing"
+    dist = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
+    assert (dist <= 0.5).mean() >= 0.99, np.quantile(dist, [0.5, 0.99, 1.0])
+    ids = sorted(set(records.image_ids.tolist()))
+    ap = {k: evaluate_keypoints(cfg.data_path("train_ann"), r, img_ids=ids)["AP"] for k, r in results.items()}
+    assert abs(ap["compiled"] - ap["eager"]) <= 0.005, ap

@@ -1,0 +1,121 @@
+"""Inference engines: the ONNX export and ONNX Runtime against PyTorch, the compiled network's batch
+handling and when ``test.compile=auto`` compiles, and mixed precision on GPUs (``amp=auto``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONFIGS, SHARED_DATA
+from torch import nn
+
+from okspose.builders import build_model
+from okspose.cli import main
+from okspose.compiled import AUTO_MIN_PERSONS, FixedBatch, should_compile
+from okspose.config import load_config
+from okspose.fileio import save_checkpoint
+from okspose.inference import resolve_amp
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+SAMPLES = SHARED_DATA / "samples" / "coco"
+CONFIG = CONFIGS / "coco_mini_tiny.yaml"
+OVERRIDES = ["model.num_features=32"]
+
+
+def _randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Running statistics and affine parameters away from their initial values, so folding them into the
+    convolutions is not a no-op."""
+    generator = torch.Generator().manual_seed(1)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        n = bn.num_features
+        bn.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+        bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+        bn.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+        bn.bias.data.copy_(torch.rand(n, generator=generator) * 0.4 - 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = load_config(CONFIG, OVERRIDES)
+    model = _randomise_batchnorm(build_model(cfg))
+    return save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict()},
+                           tmp_path_factory.mktemp("ckpt") / "model.pth")
+
+
+def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path, capsys):
+    import onnx
+
+    from okspose.onnx_engine import OnnxRuntimeNet
+
+    out = tmp_path / "pose.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), f"data.root={coco_mini}"]) == 0
+    printed = capsys.readouterr().out
+    assert "16 val persons' crops" in printed, printed
+    onnx.checker.check_model(str(out))
+    cfg = load_config(CONFIG, OVERRIDES)
+    model = build_model(cfg)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
+    model.eval()
+    net = OnnxRuntimeNet(out)
+    for batch in (1, 5):  # the batch axis is dynamic
+        x = torch.randn(batch, 3, 128, 128)
+        with torch.inference_mode():
+            ref = model(x)[-1]
+        got = net(x)
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max() < 1e-3 * ref.abs().max()
+
+
+def test_predict_with_onnxruntime_matches_torch(checkpoint, tmp_path):
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample images not found at {SAMPLES}")
+    images = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))[:2]]
+    results = {}
+    for engine in ("torch", "onnxruntime"):
+        out = tmp_path / engine
+        args = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), "--whole-image", "--no-vis",
+                "--engine", engine, "test.fast=true", "test.amp=none", "test.compile=false", *images]
+        assert main(args) == 0
+        results[engine] = json.loads((out / "results.json").read_text())
+    ref = np.array([r["keypoints"] for r in results["torch"]]).reshape(-1, 17, 3)
+    got = np.array([r["keypoints"] for r in results["onnxruntime"]]).reshape(-1, 17, 3)
+    assert len(ref) == len(images)
+    np.testing.assert_allclose(got[..., :2], ref[..., :2], atol=1e-2)
+    np.testing.assert_allclose(got[..., 2], ref[..., 2], atol=1e-4)
+
+
+def test_fixed_batch_pads_and_splits():
+    calls = []
+
+    class Record(nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            return x * 2
+
+    net = FixedBatch(Record(), 4)
+    x = torch.randn(10, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(net(x), x * 2)
+    assert calls == [4, 4, 4]  # 10 = 4 + 4 + 2 padded to 4
+
+
+def test_auto_compiles_only_large_jobs():
+    cpu = torch.device("cpu")
+    assert not should_compile(False, 10**6, cpu)
+    assert should_compile(True, 1, cpu)
+    assert not should_compile("auto", AUTO_MIN_PERSONS - 1, cpu)
+
+
+def test_amp_auto_on_gpus(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_amp("auto", cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_amp("auto", cuda) == torch.float16
+    assert resolve_amp("none", cuda) is None
