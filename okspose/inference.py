@@ -11,6 +11,7 @@ from torch import nn
 
 from okspose.data.codec import flip_heatmaps
 from okspose.models.fuse import fold_batchnorm
+from okspose.models.hourglass import StackedHourglass
 
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
 
@@ -40,13 +41,29 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
-def optimize_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
-    """The speed mode: an eval copy with BatchNorm folded into the convs, in channels_last on ``device``.
+class Float32(nn.Module):
+    """Runs ``module`` in float32 inside an autocast region: its input is cast up, its output stays float32."""
 
-    Combine with ``resolve_amp("auto", device)`` to add fp16 on GPUs and bf16 on CPUs with AMX; on CPUs
-    without native bf16 (AVX2 only) bf16 autocast is several times slower than fp32, so "auto" keeps fp32.
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.module(x.float())
+
+
+def optimize_for_inference(model: StackedHourglass, device: torch.device) -> nn.Module:
+    """The speed mode: an eval copy with BatchNorm folded into the convs (in fp32, before any autocast
+    rounds the weights), the model's ``float32_layers`` kept in float32, in channels_last on ``device``.
+
+    Combine with ``resolve_amp("auto", device)`` to add fp16 on GPUs and bf16 on CPUs with native bf16; on
+    CPUs without it (AVX2 only) bf16 autocast is several times slower than fp32, so "auto" keeps fp32.
     """
-    return fold_batchnorm(model).to(device).to(memory_format=torch.channels_last)
+    fused = fold_batchnorm(model)
+    for name in model.float32_layers():
+        fused.set_submodule(name, Float32(fused.get_submodule(name)))
+    return fused.to(device).to(memory_format=torch.channels_last)
 
 
 def normalize_images(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from okspose.inference import optimize_for_inference
 from okspose.loss import JointsMSELoss
 from okspose.models import (
     ConvBnAct,
@@ -165,3 +166,12 @@ def test_complexity_of_hourglass_is_sum_of_conv_macs() -> None:
         h.remove()
     assert c.macs == hand and c.flops == 2 * hand
     assert model.training and torch.equal(model.stem[0].bn.running_mean, running_mean)
+
+
+def test_speed_mode_keeps_last_heatmaps_in_float32_under_bf16() -> None:
+    """Sub-pixel decoding takes logs of the last heatmaps: bf16 autocast must not round them."""
+    model = StackedHourglass(num_stacks=2, num_features=16, num_joints=5, depth=2).eval()
+    fast = optimize_for_inference(model, torch.device("cpu"))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = fast(torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last))
+    assert [o.dtype for o in outputs] == [torch.bfloat16, torch.float32]
