@@ -119,3 +119,15 @@ def test_amp_auto_on_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_amp("auto", cuda) == torch.float16
     assert resolve_amp("none", cuda) is None
+
+
+def test_amp_auto_on_cpus_trains_in_bf16_only_with_amx(monkeypatch):
+    cpu = torch.device("cpu")
+    for amx, avx512_bf16, infer, train in ((True, True, torch.bfloat16, torch.bfloat16),
+                                           (False, True, torch.bfloat16, None),
+                                           (False, False, None, None)):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda b=avx512_bf16: b)
+        assert resolve_amp("auto", cpu) == infer
+        assert resolve_amp("auto", cpu, training=True) == train
+        assert resolve_amp("bf16", cpu, training=True) == torch.bfloat16  # pinned: the same everywhere
