@@ -26,12 +26,12 @@ CompileSetting = Literal["auto", True, False]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 # test.compile=auto compiles a job of at least this many persons (crops). Measured on a 2-core AMD EPYC
-# with AVX512-BF16 (README, Benchmarks): compiling HG-2 with an empty cache took 240-440 s on a busy
-# machine and saved 0.45 (bf16) to 0.84 (fp32) s per person with the flip test, so a cold compile pays
-# from ~500 persons; HG-8 takes about 4x both. With this network, batch and precision already in
-# inductor's cache the compile takes ~25 s and pays from ~60 persons.
-AUTO_MIN_PERSONS = 500
-AUTO_MIN_PERSONS_CACHED = 60
+# with AVX512-BF16, no AMX (README, Benchmarks; a shared machine): a cold compile of HG-8 took 75-135 s
+# and made fp32 1.6x faster (0.58 -> 0.94 persons/s), saving ~1.3 s per person with the flip test, so it
+# pays from ~100 persons; the threshold leaves room for busier machines and larger graphs. With the
+# graph in inductor's cache the compile takes 20-40 s.
+AUTO_MIN_PERSONS = 200
+AUTO_MIN_PERSONS_CACHED = 50
 
 
 def inductor_cache_dir() -> Path:
@@ -67,12 +67,16 @@ def _marker(key: str) -> Path:
     return inductor_cache_dir() / "okspose-compiled" / key
 
 
-def should_compile(setting: CompileSetting, persons: int, device: torch.device, key: str = "") -> bool:
+def should_compile(setting: CompileSetting, persons: int, device: torch.device, key: str = "",
+                   amp_dtype: torch.dtype | None = None) -> bool:
     """``test.compile`` for a job of ``persons`` crops: True always compiles; "auto" compiles, where
-    :func:`can_compile`, jobs of at least :data:`AUTO_MIN_PERSONS` persons, or
-    :data:`AUTO_MIN_PERSONS_CACHED` when the graph of ``key`` was compiled here before."""
+    :func:`can_compile`, jobs of at least :data:`AUTO_MIN_PERSONS` persons (:data:`AUTO_MIN_PERSONS_CACHED`
+    when the graph of ``key`` was compiled here before) - except bf16 on a CPU without AMX, where the
+    compiled graph measured no faster than eager bf16 (0.8-1.04x)."""
     if setting != "auto":
         return bool(setting)
+    if device.type == "cpu" and amp_dtype == torch.bfloat16 and not torch.cpu._is_amx_tile_supported():
+        return False
     cached = bool(key) and _marker(key).exists()
     return persons >= (AUTO_MIN_PERSONS_CACHED if cached else AUTO_MIN_PERSONS) and can_compile(device)
 

@@ -123,7 +123,7 @@ class Poser:
             per_call = self.test.batch_size * (2 if self.flip_index is not None else 1)
             key = compile_key(self.model, per_call, self.codec.input_size, self.amp_dtype, self.test.compile_mode,
                               self.device)
-            compiled = should_compile(self.test.compile, persons, self.device, key)
+            compiled = should_compile(self.test.compile, persons, self.device, key, self.amp_dtype)
             self.net = compile_for_inference(self.model, per_call, self.test.compile_mode, key) if compiled \
                 else self.model
         else:

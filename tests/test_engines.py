@@ -12,15 +12,13 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from torch import nn
 
+from okspose import compiled
 from okspose.builders import build_model
 from okspose.cli import main
-from okspose.compiled import AUTO_MIN_PERSONS, FixedBatch, should_compile
+from okspose.compiled import AUTO_MIN_PERSONS, AUTO_MIN_PERSONS_CACHED, FixedBatch, should_compile
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
 from okspose.inference import resolve_amp
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
@@ -50,7 +48,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path, capsys):
-    import onnx
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
 
     from okspose.onnx_engine import OnnxRuntimeNet
 
@@ -74,6 +73,8 @@ def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path
 
 
 def test_predict_with_onnxruntime_matches_torch(checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
     if not SAMPLES.is_dir():
         pytest.skip(f"sample images not found at {SAMPLES}")
     images = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))[:2]]
@@ -105,11 +106,20 @@ def test_fixed_batch_pads_and_splits():
     assert calls == [4, 4, 4]  # 10 = 4 + 4 + 2 padded to 4
 
 
-def test_auto_compiles_only_large_jobs():
-    cpu = torch.device("cpu")
-    assert not should_compile(False, 10**6, cpu)
-    assert should_compile(True, 1, cpu)
-    assert not should_compile("auto", AUTO_MIN_PERSONS - 1, cpu)
+def test_auto_compiles_large_jobs_in_fp32_or_with_amx(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compiled, "can_compile", lambda device: True)
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    assert not should_compile(False, 10**6, cpu) and should_compile(True, 1, cpu)
+    assert not should_compile("auto", AUTO_MIN_PERSONS - 1, cpu, "k")
+    assert should_compile("auto", AUTO_MIN_PERSONS, cpu, "k")
+    for amx in (False, True):  # bf16: only where AMX makes the compiled graph pay
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert should_compile("auto", AUTO_MIN_PERSONS, cpu, "k", bf16) == amx
+    net = compiled.FixedBatch(nn.Identity(), 2, compiled._marker("k"))
+    net(torch.zeros(1, 1))  # a first call marks the graph as in inductor's cache
+    assert should_compile("auto", AUTO_MIN_PERSONS_CACHED, cpu, "k")
+    assert not should_compile("auto", AUTO_MIN_PERSONS_CACHED, cpu, "other")
 
 
 def test_amp_auto_on_gpus(monkeypatch):
