@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test test-all lint bench clean setup
 
 setup: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/okspose demo --out work/demo
 
+# The torch.compile agreement test (marker `compile`) takes several minutes of compiling on 2 CPU cores:
+# `make test` leaves it out to stay within the suite's budget; `make test-all` runs it too.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not compile" --durations=10
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --durations=10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check okspose tests benchmarks
