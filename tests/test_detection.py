@@ -237,3 +237,26 @@ def test_synthetic_detector_bad_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(DetectorWeightsError, match="not a synthetic detector checkpoint"):
         load_synthetic_detector(tmp_path / "nometa.pth")
 
+
+
+def test_detect_and_pose_hands_the_detector_numpy_pictures(coco_mini) -> None:
+    """The detector path decodes pictures in a DataLoader: they must reach the detector and the cropping
+    as RGB uint8 arrays (a default-collated tensor was refused by the detector)."""
+    from okspose.builders import build_model
+    from okspose.commands.boxes import detect_and_pose
+    from okspose.config import load_config
+    from okspose.posing import Poser
+
+    class WholePicture:
+        def detect(self, images):
+            assert all(isinstance(im, np.ndarray) and im.dtype == np.uint8 for im in images)
+            return [(np.array([[0.0, 0.0, im.shape[1], im.shape[0]]]), np.ones(1)) for im in images]
+
+    cfg = load_config("coco_mini_tiny", ["test.amp=none", "test.fast=false"])
+    folder = coco_mini / "val2017"
+    paths = {i: str(p) for i, p in enumerate(sorted(folder.glob("*.jpg"))[:2])}
+    for workers in (0, 1):
+        poser = Poser.from_config(build_model(cfg).eval(), cfg, torch.device("cpu"))
+        poser.workers = workers  # 1: pictures decoded in a loader worker process
+        posed = detect_and_pose(poser, WholePicture(), paths)
+        assert sorted(posed.records.image_ids.tolist()) == [0, 1] and posed.keypoints.shape == (2, 17, 3)

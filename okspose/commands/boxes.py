@@ -17,7 +17,7 @@ from tqdm import tqdm
 from okspose.commands.demo_detector import load_synthetic_detector
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
-from okspose.data.crops import ImageFiles
+from okspose.data.crops import ImageFiles, as_is
 from okspose.detections import read_detections
 from okspose.detector import PersonDetector
 from okspose.engine.distributed import DistInfo, shard
@@ -80,7 +80,8 @@ def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[in
     """Decode each picture once (in ``poser.workers`` loader workers, ahead of the network), find its
     persons with ``detector`` and pose them from the same pixels, ``CHUNK_IMAGES`` pictures at a time, so
     that crops of many pictures share the pose batches; unreadable pictures follow ``poser.on_error``."""
-    loader = DataLoader(ImageFiles(image_paths, poser.on_error), batch_size=None, num_workers=poser.workers,
+    loader = DataLoader(ImageFiles(image_paths, poser.on_error), batch_size=None, collate_fn=as_is,
+                        num_workers=poser.workers,
                         prefetch_factor=CHUNK_IMAGES // poser.workers if poser.workers else None)
     items = iter(tqdm(loader, desc="detect+pose", unit="img", disable=not progress, leave=False))
     parts = []

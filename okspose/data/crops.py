@@ -88,3 +88,9 @@ class ImageFiles(Dataset):
             if self.on_error == "raise":
                 raise
             return {"id": image_id, "error": str(err)}
+
+
+def as_is(item: dict) -> dict:
+    """A DataLoader ``collate_fn`` for unbatched items that keeps numpy pictures as they are (the default
+    one turns them into tensors, which the detector and OpenCV cropping do not take)."""
+    return item
