@@ -1,8 +1,11 @@
-"""Pose-stage speed: persons/s of HG-8 and HG-2 at 256x256 in fp32 and in okspose's speed mode, against
-mmpose's Hourglass (HG52 1-stack, and 8 stacks) measured in the same run; then end-to-end images/s
-(Mask R-CNN R50-FPN detector + pose network) on real COCO images, with peak memory.
+"""Pose-stage speed: persons/s of HG-8 and HG-2 at 256x256 in fp32, the fast mode (fp32, bf16), compiled
+(fp32, bf16) and ONNX Runtime, with the first call's time (compilation cold / with inductor's cache warm,
+or export + session) and peak memory, against mmpose's Hourglass (HG52 1-stack, and 8 stacks) measured in
+the same run; then end-to-end images/s (detector + HG-8 with flip test) on the real COCO samples for the
+previous path and the fast ones.
 
-    .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--no-peer] [--no-e2e]
+    .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2]
+                                              [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2]
 
 The peer runs in ../shared/peers' own venv (`bash ../shared/peers/setup_peer_env.sh .peer-venv`).
 """

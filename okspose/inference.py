@@ -30,8 +30,8 @@ def resolve_amp(amp: AmpMode, device: torch.device, training: bool = False) -> t
     """The autocast dtype for ``amp`` on ``device`` (None: full fp32).
 
     On CPUs "auto" picks bf16 for inference wherever bf16 is native (AVX512-BF16 doubles HG-2's persons/s
-    on an EPYC), but for training only with AMX: without AMX, bf16 training steps measured ~7x slower than
-    fp32 on that same EPYC (the backward convolutions have no fast bf16 kernels there).
+    on an EPYC), but for training only with AMX: without AMX, bf16 training steps measured up to ~7x
+    slower than fp32 on that same EPYC (noisy, shared machine; see README), so fp32 is the safe choice.
     """
     if amp == "auto":
         if device.type == "cuda":  # bf16 needs no grad scaler; fp16 (older GPUs) trains with one
