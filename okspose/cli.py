@@ -213,6 +213,7 @@ def cmd_select_data(args: argparse.Namespace) -> int:
     print(f"judged {r['persons']} persons: kept {r['kept']}, dropped {r['dropped']} "
           f"({100 * r['dropped'] / max(r['persons'], 1):.2f} %); {r['not_judged']} other annotations passed through")
     print(f"wrote {args.out}" + "".join(f", {p}" for p in (args.report, args.plot) if p))
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
