@@ -1,5 +1,5 @@
 """Inference engines: the ONNX export and ONNX Runtime against PyTorch, the compiled network's batch
-handling and when ``test.compile=auto`` compiles, and mixed precision on GPUs (``amp=auto``)."""
+handling and when ``test.compile=auto`` compiles, and mixed precision on GPUs (the automatic amp choice, with the capability checks stubbed)."""
 
 from __future__ import annotations
 
