@@ -1,5 +1,6 @@
 """Inference engines: the ONNX export and ONNX Runtime against PyTorch, the compiled network's batch
-handling and when ``test.compile=auto`` compiles, and mixed precision on GPUs (the automatic amp choice, with the capability checks stubbed)."""
+handling and when ``test.compile=auto`` compiles, and the automatic mixed-precision choice (capability
+checks stubbed, so the tests mean the same on every CPU)."""
 
 from __future__ import annotations
 
