@@ -1,8 +1,9 @@
 """Pose-stage speed: persons/s of HG-8 and HG-2 at 256x256 in fp32, the fast mode (fp32, bf16), compiled
 (fp32, bf16) and ONNX Runtime, with the first call's time (compilation cold / with inductor's cache warm,
 or export + session) and peak memory, against mmpose's Hourglass (HG52 1-stack, and 8 stacks) measured in
-the same run; then end-to-end images/s (detector + HG-8 with flip test) on the real COCO samples for the
-previous path and the fast ones.
+the same run, each row also as a share of this CPU's convolution peak in its precision (one large 3x3 conv: the
+practical ceiling for a convolution network); then end-to-end images/s (detector + HG-8 with flip test)
+on the real COCO samples for the path as it was before the speed work and the fast ones.
 
     .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2]
                                               [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2]
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -84,16 +86,30 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
     return {"persons_per_s": batch / min(times), "first_s": first, "peak_mib": _peak_mib()}
 
 
-E2E_PATHS = {  # name: (detector, its autocast, pose precision, compiled)
-    "previous: Mask R-CNN fp32 + HG fast fp32": ("maskrcnn", "none", "none", False),
-    "Mask R-CNN bf16 + HG fast bf16": ("maskrcnn", "bf16", "bf16", False),
-    "MobileNetV3 bf16 + HG fast bf16": ("mobilenet", "bf16", "bf16", False),
-    "Mask R-CNN bf16 + HG compiled bf16": ("maskrcnn", "bf16", "bf16", True),
+class E2EPath(NamedTuple):
+    detector: str  # "maskrcnn" | "mobilenet"
+    det_amp: str
+    det_channels_last: bool
+    pose_amp: str
+    pose_fast: bool  # BN folded + channels_last
+    compiled: bool
+    max_crops: int  # crops per forward pass (test.cpu_max_crops; 0: the whole batch, as before)
+
+
+# The first two are the path as it was when the speed work began (an fp32 contiguous Mask R-CNN; the pose
+# network with that time's defaults, test.fast=false and amp=none, or in its fast fp32 mode; each batch of 8
+# persons and their mirror images in one forward pass).
+E2E_PATHS = {
+    "previous, defaults: Mask R-CNN fp32 + HG fp32": E2EPath("maskrcnn", "none", False, "none", False, False, 0),
+    "previous, fast: Mask R-CNN fp32 + HG fast fp32": E2EPath("maskrcnn", "none", False, "none", True, False, 0),
+    "Mask R-CNN bf16 + HG fast bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, False, 8),
+    "MobileNetV3 bf16 + HG fast bf16": E2EPath("mobilenet", "bf16", True, "bf16", True, False, 8),
+    "Mask R-CNN bf16 + HG compiled bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, True, 8),
 }
 
 
 def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str) -> dict:
-    """Best images/s and persons/s of detector + pose network (flip test, fast mode) on the real
+    """Best images/s and persons/s of detector + pose network (flip test) on the real
     samples/coco images. The detectors have untrained weights (speed only), so the persons posed are the
     images' boxes of the 56-AP detections file scoring >= 0.3, as many as a trained detector would give.
     The first pass (compilation for compiled paths) is left out of the timing and reported."""
@@ -111,19 +127,19 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     from okspose.models.hourglass import StackedHourglass
     from okspose.posing import Poser
 
-    arch, det_amp, pose_amp, compiled = E2E_PATHS[path]
+    how = E2E_PATHS[path]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     files = {int(p.stem): str(p) for p in sorted(SAMPLES.glob("*.jpg"))}
     dets = load_detections(SAMPLES / "test_coco_det_AP_H_56.json", top_k=20, score_floor=0.3)
     records = records_from_detections(files, {i: dets[i] for i in files if i in dets}, 17)
-    raw = ARCHS[arch][1](weights=None, weights_backbone=None, num_classes=91)
-    detector = PersonDetector(model=raw, top_k=20, amp_dtype=resolve_amp(det_amp, cpu))
-    if path.startswith("previous"):
+    raw = ARCHS[how.detector][1](weights=None, weights_backbone=None, num_classes=91)
+    detector = PersonDetector(model=raw, top_k=20, amp_dtype=resolve_amp(how.det_amp, cpu))
+    if not how.det_channels_last:
         detector.model.to(memory_format=torch.contiguous_format)
-    test = dataclasses.replace(TestConfig(), fast=True, flip_test=True, amp=pose_amp, compile=compiled,
-                               batch_size=8)
+    test = dataclasses.replace(TestConfig(), fast=how.pose_fast, flip_test=True, amp=how.pose_amp,
+                               compile=how.compiled, batch_size=8, cpu_max_crops=how.max_crops)
     poser = Poser(StackedHourglass(stacks, 256, 17, 4), HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, cpu)
 
     def run() -> None:
@@ -146,7 +162,23 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
             "persons": len(records), "first_s": first, "peak_mib": _peak_mib()}
 
 
-def _run(target, *args) -> dict:
+def conv_peak(dtype_name: str, threads: int) -> float:
+    """GFLOP/s of a large 3x3 convolution (512 -> 512 channels, 8 x 32 x 32, channels_last, oneDNN):
+    this CPU's practical ceiling for a convolution network in that precision. (A square matrix product
+    reads lower in fp32 on AMD CPUs, where MKL's sgemm does not take its fastest path.)"""
+    torch.set_num_threads(threads)
+    conv = torch.nn.Conv2d(512, 512, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(8, 512, 32, 32).contiguous(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype_name == "bf16"):
+        for _ in range(8):
+            start = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - start)
+    return 2 * 8 * 512 * 512 * 9 * 32 * 32 / best / 1e9
+
+
+def _run(target, *args):
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(target, args)
 
@@ -167,16 +199,17 @@ def peer_speed(stacks: int, batch: int, repeat: int, threads: int) -> float | No
 
 
 def print_pose_table(peers: dict, rows: list, ref8: float | None) -> None:
-    print("\n| model | persons/s | vs mmpose 8-stack | first call s (cold / warm cache) | peak MiB |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| model | persons/s | vs mmpose 8-stack | % of conv peak | first call s (cold / warm cache) "
+          "| peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, speed in peers.items():
         if speed is not None:
             ratio = f"{speed / ref8:.2f}x" if ref8 else ""
-            print(f"| {name} | {speed:.2f} | {ratio} | | |")
-    for name, speed, first, warm, mib in rows:
+            print(f"| {name} | {speed:.2f} | {ratio} | | | |")
+    for name, speed, first, warm, mib, share in rows:
         ratio = f"{speed / ref8:.2f}x" if ref8 else ""
         setup = "" if first is None else f"{first:.0f}" + ("" if warm is None else f" / {warm:.0f}")
-        print(f"| {name} | {speed:.2f} | {ratio} | {setup} | {mib:.0f} |")
+        print(f"| {name} | {speed:.2f} | {ratio} | {share:.0f}% | {setup} | {mib:.0f} |")
 
 
 def main() -> None:
@@ -198,6 +231,14 @@ def main() -> None:
           f"CPU: {_cpu_model()}, native bf16: {fast_bf16_cpu()}, AMX: {torch.cpu._is_amx_tile_supported()}\n")
     if args.no_pose:
         args.stacks, args.no_peer = [], True
+    from okspose.models.complexity import count_flops
+    from okspose.models.hourglass import StackedHourglass
+
+    peak = {d: _run(conv_peak, d, args.threads) for d in ("fp32", "bf16")}
+    flops = {n: count_flops(StackedHourglass(n, 256, 17, 4)) for n in {*args.stacks, args.e2e_stacks}}
+    print(f"convolution peak (3x3, 512 channels): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
+          + ", ".join(f"HG-{n} {f / 1e9:.1f} GFLOPs/person: at most {peak['fp32'] * 1e9 / f:.2f} persons/s fp32, "
+                      f"{peak['bf16'] * 1e9 / f:.2f} bf16" for n, f in sorted(flops.items())) + "\n", flush=True)
     rows = []
     peers = {}
     if not args.no_peer:
@@ -211,22 +252,25 @@ def main() -> None:
             warm = None
             if mode.startswith("compiled"):  # the same graph again: inductor's on-disk cache is warm
                 warm = _run(pose_speed, stacks, mode, args.batch, 1, args.threads, cold)["first_s"]
-            rows.append((f"okspose HG-{stacks} {mode}", r["persons_per_s"], first, warm, r["peak_mib"]))
+            share = 100 * r["persons_per_s"] * flops[stacks] / 1e9 / peak["bf16" if "bf16" in mode else "fp32"]
+            rows.append((f"okspose HG-{stacks} {mode}", r["persons_per_s"], first, warm, r["peak_mib"], share))
             print(f"  done: HG-{stacks} {mode}: {r['persons_per_s']:.2f} persons/s", flush=True)
     ref8 = peers.get("mmpose Hourglass 8 stacks")
     if rows:
         print_pose_table(peers, rows, ref8)
     if not args.no_e2e and SAMPLES.is_dir():
-        print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs previous | "
-              "first pass s | peak MiB |")
-        print("|---|---:|---:|---:|---:|---:|")
-        base = None
+        print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs previous defaults | "
+              "vs previous fast | first pass s | peak MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        bases = []
         for path in E2E_PATHS:
             r = _run(end_to_end, args.e2e_stacks, path, args.threads, args.e2e_repeat, cold)
-            base = base or r["images_per_s"]
+            if path.startswith("previous"):
+                bases.append(r["images_per_s"])
+            ratios = " | ".join(f"{r['images_per_s'] / b:.2f}x" for b in bases) + " |" * (2 - len(bases))
             print(f"| {path} ({r['images']} images, {r['persons']} persons) | {r['images_per_s']:.3f} | "
-                  f"{r['persons_per_s']:.2f} | {r['images_per_s'] / base:.2f}x | {r['first_s']:.0f} | "
-                  f"{r['peak_mib']:.0f} |", flush=True)
+                  f"{r['persons_per_s']:.2f} | {ratios} | {r['first_s']:.0f} | {r['peak_mib']:.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -51,6 +51,8 @@ def check_config(cfg: Config) -> None:
     for section, key in (("train", "batch_size"), ("test", "batch_size"), ("test", "det_top_k")):
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"{section}.{key} must be at least 1, got {getattr(getattr(cfg, section), key)}")
+    if cfg.test.cpu_max_crops < 0:
+        raise ConfigError(f"test.cpu_max_crops must be 0 (no cap) or more, got {cfg.test.cpu_max_crops}")
     m = cfg.model
     if m.num_stacks < 1 or m.depth < 1 or m.num_features < 2 or m.num_features % 2:
         raise ConfigError(f"model: need num_stacks >= 1, depth >= 1 and an even num_features, got "
@@ -95,7 +97,12 @@ def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> 
     return records.subset(range(min(limit, len(records)))) if limit > 0 else records
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Weights from a training checkpoint (its ``model`` entry) or a bare state dict, read to the CPU and
-    copied onto the model's device; a mismatch is a :class:`CheckpointError`."""
-    return load_weights(model, read_checkpoint(path), path)
+def checkpoint_model(cfg: Config, path: str | Path) -> nn.Module:
+    """``cfg``'s network (on the CPU) with the weights of a training checkpoint (its ``model`` entry) or a
+    bare state dict. A checkpoint trained with other model or geometry settings is a one-line error naming
+    the setting; weights that do not fit name the first parameter (:class:`CheckpointError`)."""
+    state = read_checkpoint(path)
+    trained = checkpoint_config(state)
+    if trained is not None:
+        check_config_fits(trained, cfg.to_dict(), path)
+    return load_weights(build_model(cfg), state, path)

@@ -26,18 +26,17 @@ def fast_bf16_cpu() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
-def resolve_amp(amp: AmpMode, device: torch.device, training: bool = False) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device`` (None: full fp32).
+def resolve_amp(amp: AmpMode, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (None: full fp32), for training and inference alike.
 
-    On CPUs "auto" picks bf16 for inference wherever bf16 is native (AVX512-BF16 doubles HG-2's persons/s
-    on an EPYC), but for training only with AMX: without AMX, bf16 training steps measured up to ~7x
-    slower than fp32 on that same EPYC (noisy, shared machine; see README), so fp32 is the safe choice.
+    On CPUs "auto" picks bf16 wherever bf16 is native (AMX or AVX512-BF16: on a 2-core EPYC with
+    AVX512-BF16, measured on an idle machine, 2.8x the demo network's fp32 training steps and 2.8x HG-8's
+    fast-mode persons/s); where it is emulated (AVX2 only) bf16 is several times slower, so fp32.
     """
     if amp == "auto":
         if device.type == "cuda":  # bf16 needs no grad scaler; fp16 (older GPUs) trains with one
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        native = torch.cpu._is_amx_tile_supported() if training else fast_bf16_cpu()
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if fast_bf16_cpu() else None
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
@@ -80,18 +79,24 @@ def normalize_images(images: torch.Tensor, device: torch.device, channels_last: 
 
 
 @torch.inference_mode()
+def _final_heatmaps(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return out[-1] if isinstance(out, list | tuple) else out
+
+
 def predict_heatmaps(
     model: nn.Module,
     images: torch.Tensor,
     flip_index: np.ndarray | None = None,
     amp_dtype: torch.dtype | None = None,
+    max_crops: int = 0,
 ) -> torch.Tensor:
     """Final-stack heatmaps (float32) for normalised crops; with ``flip_index``, averaged with the
-    heatmaps of the mirrored crops (one batch of 2B for both)."""
+    heatmaps of the mirrored crops (one batch of 2B for both). ``max_crops`` > 0 runs the network on
+    parts of at most that many crops (faster on CPUs whose caches do not hold a large batch)."""
     batch = torch.cat([images, images.flip(-1)]) if flip_index is not None else images
+    parts = batch.split(max_crops) if max_crops > 0 else (batch,)
     with autocast(images.device, amp_dtype):
-        out = model(batch)
-    heatmaps = (out[-1] if isinstance(out, list | tuple) else out).float()
+        heatmaps = torch.cat([_final_heatmaps(model(part)) for part in parts]).float()
     if flip_index is None:
         return heatmaps
     plain, mirrored = heatmaps.chunk(2)

@@ -48,6 +48,7 @@ class Poser:
         self.padding, self.workers, self.on_error = padding, workers, on_error
         self.amp_dtype = resolve_amp(test.amp, device)
         self.flip_index = schema.flip_index() if test.flip_test else None
+        self.max_crops = test.cpu_max_crops if device.type == "cpu" else 0
         self.channels_last = next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last)
 
     @classmethod
@@ -105,7 +106,7 @@ class Poser:
         """Image-space keypoints [B, K, 3] (x, y, heatmap maximum) of uint8 crops [B, 3, H, W]."""
         images = normalize_images(crops, self.device, self.channels_last)
         self._prepare(len(crops))
-        heatmaps = predict_heatmaps(self.net, images, self.flip_index, self.amp_dtype)
+        heatmaps = predict_heatmaps(self.net, images, self.flip_index, self.amp_dtype, self.max_crops)
         xy, maxvals = self.codec.decode(heatmaps, self.test.decode)
         out = np.empty((len(crops), self.schema.num_joints, 3))
         out[..., :2] = crop_to_image(xy, centers, scales, None, self.codec.input_size)
@@ -121,6 +122,7 @@ class Poser:
             self.net = OnnxRuntimeNet.from_model(self.model, self.codec.input_size)
         elif self.test.fast:
             per_call = self.test.batch_size * (2 if self.flip_index is not None else 1)
+            per_call = min(per_call, self.max_crops) if self.max_crops > 0 else per_call
             key = compile_key(self.model, per_call, self.codec.input_size, self.amp_dtype, self.test.compile_mode,
                               self.device)
             compiled = should_compile(self.test.compile, persons, self.device, key, self.amp_dtype)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import CONFIGS
 
-from okspose.builders import build_codec, build_model, build_records, build_schema, load_model_weights
+from okspose.builders import build_codec, build_records, build_schema, checkpoint_model
 from okspose.cli import main
 from okspose.compiled import FixedBatch, can_compile
 from okspose.config import load_config
@@ -33,7 +33,7 @@ def test_compiled_agrees_with_eager_fp32(coco_mini, tmp_path, monkeypatch):
                  "train.epochs=80", "data.max_train_persons=16", "test.flip_test=true"]
     assert main(["train", str(CONFIG), *overrides]) == 0
     cfg = load_config(CONFIG, overrides)
-    model = load_model_weights(build_model(cfg), tmp_path / "run" / "checkpoint.pth").eval()
+    model = checkpoint_model(cfg, tmp_path / "run" / "checkpoint.pth").eval()
     records = build_records(cfg, "train")
     schema, device = build_schema(cfg), torch.device("cpu")
     posed, results = {}, {}

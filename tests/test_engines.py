@@ -4,6 +4,7 @@ checks stubbed, so the tests mean the same on every CPU)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -132,13 +133,45 @@ def test_amp_auto_on_gpus(monkeypatch):
     assert resolve_amp("none", cuda) is None
 
 
-def test_amp_auto_on_cpus_trains_in_bf16_only_with_amx(monkeypatch):
+def test_amp_auto_on_cpus_uses_bf16_where_it_is_native(monkeypatch):
     cpu = torch.device("cpu")
-    for amx, avx512_bf16, infer, train in ((True, True, torch.bfloat16, torch.bfloat16),
-                                           (False, True, torch.bfloat16, None),
-                                           (False, False, None, None)):
+    for amx, avx512_bf16, expected in ((True, True, torch.bfloat16), (False, True, torch.bfloat16),
+                                       (True, False, torch.bfloat16), (False, False, None)):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda b=avx512_bf16: b)
-        assert resolve_amp("auto", cpu) == infer
-        assert resolve_amp("auto", cpu, training=True) == train
-        assert resolve_amp("bf16", cpu, training=True) == torch.bfloat16  # pinned: the same everywhere
+        assert resolve_amp("auto", cpu) == expected
+        assert resolve_amp("bf16", cpu) == torch.bfloat16  # pinned: the same everywhere
+        assert resolve_amp("none", cpu) is None
+
+
+def test_cpu_forward_passes_take_at_most_cpu_max_crops(coco_mini):
+    """Poser splits a batch (persons and their mirrors) into forward passes of at most
+    ``test.cpu_max_crops`` crops on a CPU, with the same keypoints as one pass over the whole batch."""
+    from okspose.builders import build_codec, build_records, build_schema
+    from okspose.posing import Poser
+
+    cfg = load_config(CONFIG, [*OVERRIDES, f"data.root={coco_mini}", "test.batch_size=5", "test.flip_test=true",
+                               "test.amp=none", "test.fast=false", "data.max_val_persons=7"])
+    model = _randomise_batchnorm(build_model(cfg)).eval()
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    records = build_records(cfg, "val")
+    results = {}
+    for cap in (0, 3):
+        test = dataclasses.replace(cfg.test, cpu_max_crops=cap)
+        poser = Poser(model, build_codec(cfg), build_schema(cfg), test, torch.device("cpu"), cfg.data.padding)
+        seen.clear()
+        results[cap] = poser.pose(records).keypoints
+        if cap:
+            assert max(seen) == cap and sum(seen) == 2 * len(records), seen
+        else:
+            assert max(seen) == 10, seen  # 5 persons and their mirror images in one pass
+    np.testing.assert_allclose(results[3], results[0], atol=1e-2)  # oneDNN's kernels differ by batch size
+
+
+def test_negative_cpu_max_crops_is_refused():
+    from okspose.builders import load_run_config
+    from okspose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="test.cpu_max_crops must be 0"):
+        load_run_config(CONFIG, ["test.cpu_max_crops=-1"])

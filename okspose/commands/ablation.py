@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from okspose.builders import build_model, build_schema
-from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
+from okspose.builders import build_schema, checkpoint_model
 from okspose.commands.boxes import BoxSource, pose_val
 from okspose.config import Config, TestConfig
 from okspose.data.coco import SkipReport
@@ -86,19 +83,10 @@ def format_ablation(rows: list[tuple[AblationRow, dict[str, float]]]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def checkpoint_model(cfg: Config, checkpoint: str | Path, device: torch.device) -> nn.Module:
-    """``cfg``'s network with the weights of ``checkpoint``; a checkpoint trained with other model or
-    geometry settings is a one-line error naming the setting."""
-    state = read_checkpoint(checkpoint)
-    if checkpoint_config(state) is not None:
-        check_config_fits(checkpoint_config(state), cfg.to_dict(), checkpoint)
-    return load_weights(build_model(cfg), state, checkpoint).to(device)
-
-
 def pose_checkpoint(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
                     progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
     """:func:`pose_val` with the weights of ``checkpoint``."""
-    return pose_val(Poser.from_config(checkpoint_model(cfg, checkpoint, info.device), cfg, info.device), cfg, source,
+    return pose_val(Poser.from_config(checkpoint_model(cfg, checkpoint).to(info.device), cfg, info.device), cfg, source,
                     info, progress)
 
 
@@ -124,7 +112,7 @@ def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, 
                         rows: list[tuple[str, str]] | None = None) -> str | None:
     """The seed's tables (markdown) on the val split, and the data rows when ``rows`` (name, checkpoint of a
     model trained without a data step) are given; rank 0 returns the text, other ranks None."""
-    poser = Poser.from_config(checkpoint_model(cfg, checkpoint, info.device), cfg, info.device)  # prepared once
+    poser = Poser.from_config(checkpoint_model(cfg, checkpoint).to(info.device), cfg, info.device)  # prepared once
     detected, ids, report = pose_val(poser, cfg, source, info, progress)
     gt = pose_val(poser, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
     extra = data_rows(cfg, rows, detected, ids, source, info, progress) if rows else []

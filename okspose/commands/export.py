@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from okspose.builders import build_codec, build_model, build_records, load_model_weights
+from okspose.builders import build_codec, build_records, checkpoint_model
 from okspose.config import Config
 from okspose.data.crops import ImageCrops
 from okspose.inference import normalize_images
@@ -46,7 +46,7 @@ def check_crops(cfg: Config, persons: int) -> tuple[torch.Tensor, str]:
 
 
 def run_export(cfg: Config, checkpoint: str | Path, out: str | Path, check_persons: int = 16) -> ExportReport:
-    model = load_model_weights(build_model(cfg), checkpoint).eval()
+    model = checkpoint_model(cfg, checkpoint).eval()
     codec = build_codec(cfg)
     data = export_onnx(model, codec.input_size, out)
     crops, inputs = check_crops(cfg, check_persons)

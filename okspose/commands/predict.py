@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from okspose.builders import build_model, build_schema, load_model_weights
+from okspose.builders import build_schema, checkpoint_model
 from okspose.commands.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
 from okspose.config import Config
 from okspose.data.coco import DataError, SkipReport, read_image
@@ -450,7 +450,7 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     """
     out_dir = Path(out_dir)
     schema = build_schema(cfg)
-    model = load_model_weights(build_model(cfg), checkpoint).to(info.device)
+    model = checkpoint_model(cfg, checkpoint).to(info.device)
     det_report = SkipReport()
     detections: dict[int, Detections] = {}
     if boxes is not None and boxes.kind == "detections":

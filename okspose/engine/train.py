@@ -233,7 +233,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
                                   ) if info.distributed else model
     optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.lr_steps), t.lr_gamma)
-    amp_dtype = resolve_amp(t.amp, info.device, training=True)
+    amp_dtype = resolve_amp(t.amp, info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
     criterion = JointsMSELoss()
 
