@@ -78,11 +78,11 @@ def normalize_images(images: torch.Tensor, device: torch.device, channels_last: 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-@torch.inference_mode()
 def _final_heatmaps(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     return out[-1] if isinstance(out, list | tuple) else out
 
 
+@torch.inference_mode()
 def predict_heatmaps(
     model: nn.Module,
     images: torch.Tensor,

@@ -20,7 +20,7 @@ from okspose.cli import main
 from okspose.compiled import AUTO_MIN_PERSONS, AUTO_MIN_PERSONS_CACHED, FixedBatch, should_compile
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
-from okspose.inference import resolve_amp
+from okspose.inference import predict_heatmaps, resolve_amp
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
@@ -167,6 +167,8 @@ def test_cpu_forward_passes_take_at_most_cpu_max_crops(coco_mini):
         else:
             assert max(seen) == 10, seen  # 5 persons and their mirror images in one pass
     np.testing.assert_allclose(results[3], results[0], atol=1e-2)  # oneDNN's kernels differ by batch size
+    heatmaps = predict_heatmaps(model, torch.zeros(4, 3, 128, 128), poser.flip_index, None, 3)
+    assert not heatmaps.requires_grad and heatmaps.shape == (4, 17, 32, 32)  # no autograd graph kept
 
 
 def test_negative_cpu_max_crops_is_refused():
