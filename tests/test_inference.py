@@ -102,7 +102,7 @@ def test_unreadable_val_image_is_counted_and_scored_as_missed(val_set, tmp_path,
     root, ann, data = val_set
     oracle = GroundTruthNet(load_config(CONFIG, _overrides(root, ann)))
     weights = save_checkpoint({"model": oracle.state_dict()}, tmp_path / "oracle.pth")
-    monkeypatch.setattr("okspose.commands.test.build_model", lambda cfg: oracle)
+    monkeypatch.setattr("okspose.builders.build_model", lambda cfg: oracle)
     clean = tmp_path / "clean.json"
     assert main(["test", str(CONFIG), *_overrides(root, ann), "--checkpoint", str(weights), "--out", str(clean)]) == 0
     assert evaluate_keypoints(ann, clean)["AR50"] == 1.0  # the stand-in network finds everyone
