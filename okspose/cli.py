@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> + rescoring -> + OKS-NMS -> + external data (mined) -> + GT boxes, training every model")
     p.add_argument("--out", default="work/reproduce", help="working folder (gets SIZE/: data, runs, the table)")
     p.add_argument("--size", choices=["smoke", "full"], default="full",
-                   help="full: ~25 min on 2 idle CPU cores; smoke: tiny data, one epoch each (seconds)")
+                   help="full: ~9 min on 2 idle cores with native bf16 (~25 min in fp32); "
+                        "smoke: tiny data, one epoch each (seconds)")
     p.add_argument("positionals", nargs="*", metavar="key=value", help="overrides of every model's config")
     p.set_defaults(func=cmd_reproduce, positional_kind="overrides")
 
