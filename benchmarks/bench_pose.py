@@ -6,7 +6,7 @@ practical ceiling for a convolution network); then end-to-end images/s (detector
 on the real COCO samples for the path as it was before the speed work and the fast ones.
 
     .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2]
-                                              [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2]
+                                              [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2] [--e2e-rows 0 3]
 
 The peer runs in ../shared/peers' own venv (`bash ../shared/peers/setup_peer_env.sh .peer-venv`).
 """
@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--no-pose", action="store_true", help="only the end-to-end table")
     ap.add_argument("--e2e-stacks", type=int, default=8)
     ap.add_argument("--e2e-repeat", type=int, default=2)
+    ap.add_argument("--e2e-rows", type=int, nargs="+", help="only these end-to-end rows (0-based, in table order)")
     args = ap.parse_args()
     from okspose.inference import fast_bf16_cpu
 
@@ -263,7 +264,8 @@ def main() -> None:
               "vs previous fast | first pass s | peak MiB |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         bases = []
-        for path in E2E_PATHS:
+        rows_wanted = args.e2e_rows if args.e2e_rows is not None else range(len(E2E_PATHS))
+        for path in [p for i, p in enumerate(E2E_PATHS) if i in rows_wanted]:
             r = _run(end_to_end, args.e2e_stacks, path, args.threads, args.e2e_repeat, cold)
             if path.startswith("previous"):
                 bases.append(r["images_per_s"])
