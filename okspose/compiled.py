@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from okspose.models.hourglass import final_heatmaps
+
 CompileSetting = Literal["auto", True, False]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -89,8 +91,7 @@ class FinalHeatmaps(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out[-1] if isinstance(out, list | tuple) else out
+        return final_heatmaps(self.net(x))
 
 
 class FixedBatch(nn.Module):

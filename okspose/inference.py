@@ -11,7 +11,7 @@ from torch import nn
 
 from okspose.data.codec import flip_heatmaps
 from okspose.models.fuse import fold_batchnorm
-from okspose.models.hourglass import StackedHourglass
+from okspose.models.hourglass import StackedHourglass, final_heatmaps
 
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
 
@@ -78,10 +78,6 @@ def normalize_images(images: torch.Tensor, device: torch.device, channels_last: 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _final_heatmaps(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return out[-1] if isinstance(out, list | tuple) else out
-
-
 @torch.inference_mode()
 def predict_heatmaps(
     model: nn.Module,
@@ -96,7 +92,7 @@ def predict_heatmaps(
     batch = torch.cat([images, images.flip(-1)]) if flip_index is not None else images
     parts = batch.split(max_crops) if max_crops > 0 else (batch,)
     with autocast(images.device, amp_dtype):
-        heatmaps = torch.cat([_final_heatmaps(model(part)) for part in parts]).float()
+        heatmaps = torch.cat([final_heatmaps(model(part)) for part in parts]).float()
     if flip_index is None:
         return heatmaps
     plain, mirrored = heatmaps.chunk(2)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from okspose.models.hourglass import final_heatmaps
+
 
 @dataclass(frozen=True)
 class Complexity:
@@ -54,8 +56,7 @@ def _forward_counts(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int
             out = model(x)
     finally:
         model.train(was_training)
-    out = out[-1] if isinstance(out, list | tuple) else out
-    return counter.get_total_flops(), tuple(out.shape)
+    return counter.get_total_flops(), tuple(final_heatmaps(out).shape)
 
 
 def measure_complexity(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 256, 256)) -> Complexity:

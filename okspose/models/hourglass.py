@@ -199,3 +199,9 @@ class StackedHourglass(nn.Module):
             if i < len(self.remaps):
                 x = self.remaps[i](x, features, heatmaps)
         return outputs
+
+
+def final_heatmaps(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """The prediction in a network's output: the last stack's heatmaps of a :class:`StackedHourglass`
+    (one tensor per stack), or the output itself for a network that returns one tensor."""
+    return out[-1] if isinstance(out, list | tuple) else out
