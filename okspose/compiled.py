@@ -27,11 +27,11 @@ from okspose.models.hourglass import final_heatmaps
 CompileSetting = Literal["auto", True, False]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
-# test.compile=auto compiles a job of at least this many persons (crops). Measured on a 2-core AMD EPYC
-# with AVX512-BF16, no AMX (README, Benchmarks; a shared machine): a cold compile of HG-8 took 75-135 s
-# and made fp32 1.6x faster (0.58 -> 0.94 persons/s), saving ~1.3 s per person with the flip test, so it
-# pays from ~100 persons; the threshold leaves room for busier machines and larger graphs. With the
-# graph in inductor's cache the compile takes 20-40 s.
+# test.compile=auto compiles a job of at least this many persons (crops). Measured on an idle 2-core AMD
+# EPYC with AVX512-BF16, no AMX (README, Benchmarks): a cold compile of HG-8 takes ~55-65 s (75-135 s on a
+# busy machine) and makes fp32 1.39x the fast mode (1.79 -> 2.49 persons/s), saving ~0.3 s per person with
+# the flip test, so it pays from ~200 persons. With the graph in inductor's cache the compile takes ~25 s
+# (20-40 s busy), which pays from ~80 persons at that rate; 50 was set from the busy machine's 1.6x.
 AUTO_MIN_PERSONS = 200
 AUTO_MIN_PERSONS_CACHED = 50
 
@@ -74,7 +74,7 @@ def should_compile(setting: CompileSetting, persons: int, device: torch.device, 
     """``test.compile`` for a job of ``persons`` crops: True always compiles; "auto" compiles, where
     :func:`can_compile`, jobs of at least :data:`AUTO_MIN_PERSONS` persons (:data:`AUTO_MIN_PERSONS_CACHED`
     when the graph of ``key`` was compiled here before) - except bf16 on a CPU without AMX, where the
-    compiled graph measured no faster than eager bf16 (0.8-1.04x)."""
+    compiled graph measured no faster than eager bf16 (0.98-1.01x idle)."""
     if setting != "auto":
         return bool(setting)
     if device.type == "cpu" and amp_dtype == torch.bfloat16 and not torch.cpu._is_amx_tile_supported():
