@@ -10,6 +10,7 @@ processes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from okspose.builders import build_codec, build_schema
+from okspose.builders import build_codec, build_schema, checkpoint_model
 from okspose.compiled import compile_for_inference, compile_key, should_compile
 from okspose.config import Config, TestConfig
 from okspose.data.coco import OnError, PersonRecords
@@ -57,6 +58,13 @@ class Poser:
         """A poser with ``cfg``'s codec, schema, test settings, padding, loader workers and ``data.on_error``."""
         return cls(model, build_codec(cfg), build_schema(cfg), cfg.test, device, cfg.data.padding,
                    cfg.train.workers, on_error or cfg.data.on_error)
+
+    @classmethod
+    def from_checkpoint(cls, cfg: Config, checkpoint: str | Path, device: torch.device,
+                        on_error: OnError | None = None) -> Poser:
+        """:meth:`from_config` with ``cfg``'s network holding the weights of ``checkpoint``
+        (:func:`~okspose.builders.checkpoint_model`)."""
+        return cls.from_config(checkpoint_model(cfg, checkpoint).to(device), cfg, device, on_error)
 
     def pose(self, records: PersonRecords, progress: bool = False) -> PosedInstances:
         """Pose ``records``, reading each picture from its file once (in loader workers when configured)."""

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.builders import build_schema, checkpoint_model
+from okspose.builders import build_schema
 from okspose.commands.boxes import BoxSource, pose_val
 from okspose.config import Config, TestConfig
-from okspose.data.coco import SkipReport
 from okspose.engine.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
 from okspose.instances import PosedInstances, gt_box_settings, results_for, select_instances
@@ -83,13 +82,6 @@ def format_ablation(rows: list[tuple[AblationRow, dict[str, float]]]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def pose_checkpoint(cfg: Config, checkpoint: str | Path, source: BoxSource, info: DistInfo,
-                    progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
-    """:func:`pose_val` with the weights of ``checkpoint``."""
-    return pose_val(Poser.from_config(checkpoint_model(cfg, checkpoint).to(info.device), cfg, info.device), cfg, source,
-                    info, progress)
-
-
 def data_rows(cfg: Config, rows: list[tuple[str, str]], posed: PosedInstances, ids: list[int], source: BoxSource,
               info: DistInfo, progress: bool = False) -> list[tuple[AblationRow, dict[str, float]]] | None:
     """The "Data" table: each (name, checkpoint) of ``rows`` posed on the same boxes, then the checkpoint
@@ -97,7 +89,7 @@ def data_rows(cfg: Config, rows: list[tuple[str, str]], posed: PosedInstances, i
     sigmas = np.asarray(build_schema(cfg).sigmas)
     out = []
     for name, checkpoint in rows:
-        other = pose_checkpoint(cfg, checkpoint, source, info, progress)[0]
+        other = pose_val(Poser.from_checkpoint(cfg, checkpoint, info.device), cfg, source, info, progress)[0]
         if info.is_main:
             out.append((AblationRow("Data", name, {}),
                         evaluate_variant(other, cfg.test, sigmas, cfg.data_path("val_ann"), ids)))
@@ -112,7 +104,7 @@ def run_ablation_tables(cfg: Config, checkpoint: str | Path, source: BoxSource, 
                         rows: list[tuple[str, str]] | None = None) -> str | None:
     """The seed's tables (markdown) on the val split, and the data rows when ``rows`` (name, checkpoint of a
     model trained without a data step) are given; rank 0 returns the text, other ranks None."""
-    poser = Poser.from_config(checkpoint_model(cfg, checkpoint).to(info.device), cfg, info.device)  # prepared once
+    poser = Poser.from_checkpoint(cfg, checkpoint, info.device)  # prepared once for both box sources
     detected, ids, report = pose_val(poser, cfg, source, info, progress)
     gt = pose_val(poser, cfg, BoxSource("gt"), info, progress)[0] if with_gt else None
     extra = data_rows(cfg, rows, detected, ids, source, info, progress) if rows else []

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from okspose.builders import build_schema, checkpoint_model, load_run_config
+from okspose.builders import build_schema, load_run_config
 from okspose.commands.select_data import write_coco
 from okspose.config import load_config
 from okspose.data.coco import SkipReport
@@ -74,9 +74,8 @@ def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks
     if not len(ext.records):
         raise OksposeError(f"{ann}: no labeled persons to mine")
     device = device or torch.device("cpu")
-    model = checkpoint_model(cfg, checkpoint).to(device)
     model_schema = build_schema(cfg)
-    poser = Poser.from_config(model, cfg, device)
+    poser = Poser.from_checkpoint(cfg, checkpoint, device)
     keypoints, done, unreadable = poser.keypoints_of(ext.records, progress)
     oks = shared_joint_oks(keypoints, model_schema, ext.records.keypoints, ext.schema, ext.areas)
     oks[~done] = np.nan

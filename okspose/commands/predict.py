@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from okspose.builders import build_schema, checkpoint_model
+from okspose.builders import build_schema
 from okspose.commands.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
 from okspose.config import Config
 from okspose.data.coco import DataError, SkipReport, read_image
@@ -450,7 +450,7 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     """
     out_dir = Path(out_dir)
     schema = build_schema(cfg)
-    model = checkpoint_model(cfg, checkpoint).to(info.device)
+    poser = Poser.from_checkpoint(cfg, checkpoint, info.device, on_error="skip")
     det_report = SkipReport()
     detections: dict[int, Detections] = {}
     if boxes is not None and boxes.kind == "detections":
@@ -459,7 +459,6 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
             _warn_unmatched(items, boxes.path)
     detector = make_detector(boxes, cfg, info.device) if boxes is not None and boxes.kind not in (
         "gt", "detections") else None
-    poser = Poser.from_config(model, cfg, info.device, on_error="skip")
     predictor = _Predictor(poser, cfg, boxes, detections, detector, out_dir / "vis" if draw else None,
                            _picture_names(items))
     mine = shard(list(enumerate(items)), info)

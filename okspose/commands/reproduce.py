@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from okspose.builders import build_schema
-from okspose.commands.ablation import evaluate_variant, pose_checkpoint
-from okspose.commands.boxes import BoxSource
+from okspose.commands.ablation import evaluate_variant
+from okspose.commands.boxes import BoxSource, pose_val
 from okspose.commands.demo import DEMO_CONFIG
 from okspose.commands.demo_detector import train_synthetic_detector
 from okspose.commands.mine_hard import format_summary, run_mine_hard
@@ -41,6 +41,7 @@ from okspose.engine.distributed import DistInfo
 from okspose.engine.train import train
 from okspose.fileio import save_json, save_text
 from okspose.instances import gt_box_settings
+from okspose.posing import Poser
 
 CORRUPT_FRACTION = 0.25  # of the COCO-like train persons given wrong keypoints
 MINE_FRACTION = 0.5  # of the AIC-layout persons kept as hard examples
@@ -191,6 +192,7 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
 
     info = DistInfo()
     sigmas = np.asarray(build_schema(cfgs["naive"]).sigmas)
+    posers: dict[str, Poser] = {}  # one per model, for both box sources
     posed: dict[tuple[str, str], tuple] = {}
     rows = []
     for step in STEPS:
@@ -198,7 +200,9 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
         source = BoxSource("gt") if step.boxes == "gt" else BoxSource("synthetic", str(detector))
         key = (step.model, step.boxes)
         if key not in posed:
-            posed[key] = pose_checkpoint(cfg, ckpts[step.model], source, info)[:2]
+            if step.model not in posers:
+                posers[step.model] = Poser.from_checkpoint(cfg, ckpts[step.model], info.device)
+            posed[key] = pose_val(posers[step.model], cfg, source, info)[:2]
         test = dataclasses.replace(cfg.test, **step.test)
         test = gt_box_settings(test) if step.boxes == "gt" else test
         instances, ids = posed[key]

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from okspose.builders import build_schema, checkpoint_model
+from okspose.builders import build_schema
 from okspose.commands.boxes import BoxSource, pose_val
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, read_image
@@ -34,8 +34,7 @@ def run_test(cfg: Config, checkpoint: str | Path, source: BoxSource, out: Path, 
              progress: bool = True, vis_dir: str | Path | None = None) -> Evaluation | None:
     """Pose the val split with ``source``'s boxes; rank 0 writes ``out`` (COCO results) and its summary
     (stats, image count, skipped images) and returns the evaluation; other ranks return None."""
-    model = checkpoint_model(cfg, checkpoint).to(info.device)
-    posed, ids, report = pose_val(Poser.from_config(model, cfg, info.device), cfg, source, info, progress)
+    posed, ids, report = pose_val(Poser.from_checkpoint(cfg, checkpoint, info.device), cfg, source, info, progress)
     if not info.is_main:
         return None
     if report.total:
