@@ -43,6 +43,13 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
 
 
+def stamp_matches(path: str | os.PathLike, settings: dict) -> bool:
+    """Whether the JSON stamp at ``path`` (written with :func:`save_json` beside generated files) records
+    exactly ``settings``, so the files can be reused instead of made again."""
+    path = Path(path)
+    return path.is_file() and json.loads(path.read_text()) == settings
+
+
 def save_text(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 

@@ -7,7 +7,6 @@ machine with no data and no downloads.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from okspose.engine.distributed import DistInfo
 from okspose.engine.train import train
 from okspose.engine.validation import validate_gt_boxes
 from okspose.evaluation import format_stats
+from okspose.fileio import save_json, stamp_matches
 
 DEMO_CONFIG = "demo_synthetic"  # the packaged okspose/configs/demo_synthetic.yaml
 
@@ -32,13 +32,13 @@ def make_demo_data(root: Path, train_images: int, val_images: int, seed: int = 0
     """Generate the synthetic train/val sets unless the same ones are already there."""
     stamp = root / "synthetic.json"
     want = {"train": train_images, "val": val_images, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == want:
+    if stamp_matches(stamp, want):
         print(f"synthetic data already in {root}")
         return
     start = time.perf_counter()
     generate_synthetic_coco(root, "train", train_images, seed=seed)
     generate_synthetic_coco(root, "val", val_images, seed=seed + 1)
-    stamp.write_text(json.dumps(want))
+    save_json(want, stamp)
     print(f"generated {train_images} + {val_images} synthetic images in {time.perf_counter() - start:.1f} s")
 
 

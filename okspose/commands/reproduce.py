@@ -19,7 +19,6 @@ the finished models, the mined set and the detector.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from okspose.data.synthetic import generate_synthetic_coco
 from okspose.data.synthetic_aic import generate_synthetic_aic
 from okspose.engine.distributed import DistInfo
 from okspose.engine.train import train
-from okspose.fileio import save_json, save_text
+from okspose.fileio import save_json, save_text, stamp_matches
 from okspose.instances import gt_box_settings
 from okspose.posing import Poser
 
@@ -92,18 +91,13 @@ SEED_NOTE = ("seed column: the per-step gains issue 7 quotes from the seed (data
              "not found here, so the other cells say n/a where those values go")
 
 
-def _stamped(path: Path, settings: dict) -> bool:
-    """Whether ``path`` (a JSON stamp) records exactly ``settings``."""
-    return path.is_file() and json.loads(path.read_text()) == settings
-
-
 def make_data(root: Path, size: Size, seed: int = 0) -> bool:
     """The corrupted COCO-like set and the AIC-layout set, unless the same are already there; True when
     they were (re)made."""
     stamp = root / "reproduce_data.json"
     want = {"train": size.train_images, "val": size.val_images, "aic": size.aic_images, "seed": seed,
             "corrupt": CORRUPT_FRACTION}
-    if _stamped(stamp, want):
+    if stamp_matches(stamp, want):
         print(f"data already in {root}")
         return False
     if root.exists():

@@ -9,7 +9,6 @@ Layout of the output folder: ``config.yaml`` (the search's config, checked on --
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 from okspose.config import Config
 from okspose.data.synthetic import generate_synthetic_coco
 from okspose.errors import ConfigError, OksposeError
-from okspose.fileio import atomic_write, save_json
+from okspose.fileio import atomic_write, save_json, stamp_matches
 from okspose.search.controller import ControllerSettings, QController
 from okspose.search.driver import DriverSettings, DriverStats, run_driver
 from okspose.search.executors import Executor, RayExecutor, SequentialExecutor
@@ -77,7 +76,7 @@ def prepare_data(cfg: Config, out_dir: Path) -> Config:
     root = out_dir / "data"
     want = {"train": cfg.search.synthetic_train, "val": cfg.search.synthetic_val, "seed": cfg.search.seed}
     stamp = root / SYNTHETIC_STAMP
-    if not stamp.is_file() or json.loads(stamp.read_text()) != want:
+    if not stamp_matches(stamp, want):
         for split, n, offset in (("train", want["train"], 0), ("val", want["val"], 1)):
             generate_synthetic_coco(root, split, n, seed=2 * cfg.search.seed + offset)
         save_json(want, stamp)
