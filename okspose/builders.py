@@ -93,6 +93,11 @@ def build_records(cfg: Config, split: str, report: SkipReport | None = None) -> 
     )
     if split == "train" and cfg.data.selection:
         records = select_records(records, SelectionRule.from_config(cfg.data))
+    return limit_records(cfg, split, records)
+
+
+def limit_records(cfg: Config, split: str, records: PersonRecords) -> PersonRecords:
+    """The first ``data.max_train_persons`` / ``data.max_val_persons`` of ``records`` (all when 0)."""
     limit = cfg.data.max_train_persons if split == "train" else cfg.data.max_val_persons
     return records.subset(range(min(limit, len(records)))) if limit > 0 else records
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Sampler
 
-from okspose.builders import build_codec, build_records, build_schema
+from okspose.builders import build_codec, build_records, build_schema, limit_records
 from okspose.config import Config, DatasetConfig
 from okspose.data.aic import load_aic_records
 from okspose.data.coco import PersonRecords, SkipReport, TopDownDataset, load_person_records
@@ -65,8 +65,7 @@ def build_train_records(cfg: Config, report: SkipReport | None = None) -> tuple[
         records = dataset_records(ds, schema, cfg.data.on_error, report)
         if cfg.data.selection:
             records = select_records(records, rule)
-        limit = cfg.data.max_train_persons
-        records = records.subset(range(min(limit, len(records)))) if limit > 0 else records
+        records = limit_records(cfg, "train", records)
         if not len(records) and ds.weight > 0:
             raise DataError(f"data set {ds.name!r} ({Path(ds.root) / ds.ann}) has no usable persons")
         parts.append(records)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from okspose.builders import build_codec, build_model, build_records, build_schema
+from okspose.builders import build_codec, build_model, build_records, build_schema, limit_records
 from okspose.config import Config
 from okspose.data.coco import PersonRecords, TopDownDataset, collate_skipping
 from okspose.data.mpii import head_sizes, load_mpii_records, pck
@@ -52,9 +52,7 @@ def proxy_records(cfg: Config, split: str) -> PersonRecords:
         return build_records(cfg, split)
     if cfg.data.schema != "mpii16":
         raise ConfigError(f"search.proxy_data=mpii needs data.schema=mpii16, not {cfg.data.schema}")
-    records = load_mpii_records(cfg.data_path(f"{split}_ann"), cfg.data_path(f"{split}_images"))
-    limit = cfg.data.max_train_persons if split == "train" else cfg.data.max_val_persons
-    return records.subset(range(min(limit, len(records)))) if limit > 0 else records
+    return limit_records(cfg, split, load_mpii_records(cfg.data_path(f"{split}_ann"), cfg.data_path(f"{split}_images")))
 
 
 def proxy_accuracy(model: torch.nn.Module, cfg: Config, records: PersonRecords, device: torch.device) -> float:
