@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.postprocess import oks_nms
+from okspose.inference.nms import oks_nms
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = REPO.parent / "shared" / "peers" / "oks_nms_peer.py"

@@ -55,10 +55,10 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
 
     if cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-    from okspose.compiled import compile_for_inference
-    from okspose.inference import autocast, optimize_for_inference
+    from okspose.inference.compiled import compile_for_inference
+    from okspose.inference.onnx_engine import OnnxRuntimeNet
+    from okspose.inference.runtime import autocast, optimize_for_inference
     from okspose.models.hourglass import StackedHourglass
-    from okspose.onnx_engine import OnnxRuntimeNet
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -96,12 +96,11 @@ class E2EPath(NamedTuple):
     max_crops: int  # crops per forward pass (test.cpu_max_crops; 0: the whole batch, as before)
 
 
-# The first two are the path as it was when the speed work began (an fp32 contiguous Mask R-CNN; the pose
-# network with that time's defaults, test.fast=false and amp=none, or in its fast fp32 mode; each batch of 8
-# persons and their mirror images in one forward pass).
+# The first two are the all-fp32 path (an fp32 contiguous Mask R-CNN; the pose network with test.fast=false and
+# amp=none, or in its fast fp32 mode; each batch of 8 persons and their mirror images in one forward pass).
 E2E_PATHS = {
-    "previous, defaults: Mask R-CNN fp32 + HG fp32": E2EPath("maskrcnn", "none", False, "none", False, False, 0),
-    "previous, fast: Mask R-CNN fp32 + HG fast fp32": E2EPath("maskrcnn", "none", False, "none", True, False, 0),
+    "all fp32: Mask R-CNN fp32 + HG fp32": E2EPath("maskrcnn", "none", False, "none", False, False, 0),
+    "all fp32, fast: Mask R-CNN fp32 + HG fast fp32": E2EPath("maskrcnn", "none", False, "none", True, False, 0),
     "Mask R-CNN bf16 + HG fast bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, False, 8),
     "MobileNetV3 bf16 + HG fast bf16": E2EPath("mobilenet", "bf16", True, "bf16", True, False, 8),
     "Mask R-CNN bf16 + HG compiled bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, True, 8),
@@ -119,13 +118,13 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
     from okspose.config import TestConfig
     from okspose.data.codec import HeatmapCodec
-    from okspose.detections import load_detections
-    from okspose.detector import ARCHS, PersonDetector
-    from okspose.inference import resolve_amp
-    from okspose.instances import records_from_detections
+    from okspose.inference.detections import load_detections
+    from okspose.inference.detector import ARCHS, PersonDetector
+    from okspose.inference.instances import records_from_detections
+    from okspose.inference.poser import Poser
+    from okspose.inference.runtime import resolve_amp
     from okspose.keypoints import COCO17
     from okspose.models.hourglass import StackedHourglass
-    from okspose.posing import Poser
 
     how = E2E_PATHS[path]
     torch.set_num_threads(threads)
@@ -143,7 +142,7 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     poser = Poser(StackedHourglass(stacks, 256, 17, 4), HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, cpu)
 
     def run() -> None:
-        from okspose.data.coco import read_image
+        from okspose.data.records import read_image
 
         images = {i: read_image(f) for i, f in files.items()}
         detector.detect(list(images.values()))
@@ -226,7 +225,7 @@ def main() -> None:
     ap.add_argument("--e2e-repeat", type=int, default=2)
     ap.add_argument("--e2e-rows", type=int, nargs="+", help="only these end-to-end rows (0-based, in table order)")
     args = ap.parse_args()
-    from okspose.inference import fast_bf16_cpu
+    from okspose.inference.runtime import fast_bf16_cpu
 
     print(f"# pose stage, 256x256, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
           f"CPU: {_cpu_model()}, native bf16: {fast_bf16_cpu()}, AMX: {torch.cpu._is_amx_tile_supported()}\n")
@@ -260,14 +259,14 @@ def main() -> None:
     if rows:
         print_pose_table(peers, rows, ref8)
     if not args.no_e2e and SAMPLES.is_dir():
-        print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs previous defaults | "
-              "vs previous fast | first pass s | peak MiB |")
+        print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs all fp32 | "
+              "vs all fp32, fast | first pass s | peak MiB |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         bases = []
         rows_wanted = args.e2e_rows if args.e2e_rows is not None else range(len(E2E_PATHS))
         for path in [p for i, p in enumerate(E2E_PATHS) if i in rows_wanted]:
             r = _run(end_to_end, args.e2e_stacks, path, args.threads, args.e2e_repeat, cold)
-            if path.startswith("previous"):
+            if path.startswith("all fp32"):
                 bases.append(r["images_per_s"])
             ratios = " | ".join(f"{r['images_per_s'] / b:.2f}x" for b in bases) + " |" * (2 - len(bases))
             print(f"| {path} ({r['images']} images, {r['persons']} persons) | {r['images_per_s']:.3f} | "

@@ -31,8 +31,9 @@ def _peak_mib() -> float:
 def bench_data(seconds: float) -> dict:
     """Samples/s of one loader worker: decode, augment, one affine warp, heatmap targets."""
     from okspose.config import AugmentConfig
-    from okspose.data.coco import TopDownDataset, load_person_records
     from okspose.data.codec import HeatmapCodec
+    from okspose.data.dataset import TopDownDataset
+    from okspose.data.records import load_person_records
     from okspose.keypoints import COCO17
 
     records = load_person_records(SHARED / "annotations/person_keypoints_train2017.json", SHARED / "train2017",
@@ -50,7 +51,7 @@ def bench_data(seconds: float) -> dict:
 def bench_step(stacks: int, mode: str, batch: int, steps: int, threads: int, features: int = 256, size: int = 256,
                optimizer: str = "rmsprop") -> dict:
     """Samples/s of full train steps (forward, loss, backward, optimizer) on random ``size`` x ``size`` crops."""
-    from okspose.inference import autocast
+    from okspose.inference.runtime import autocast
     from okspose.loss import JointsMSELoss
     from okspose.models.hourglass import StackedHourglass
 
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
 
-    from okspose.inference import fast_bf16_cpu
+    from okspose.inference.runtime import fast_bf16_cpu
 
     print(f"# training throughput: {platform.processor() or platform.machine()}, {args.threads} threads, "
           f"torch {torch.__version__}, native bf16 (AMX/AVX512-BF16): {fast_bf16_cpu()}\n")

@@ -8,6 +8,7 @@ problems and weights that do not fit the model are :class:`CheckpointError`s nam
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,29 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict, found {type(state).__name__})")
     return state
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file read once (:func:`read_checkpoint`): a command reads it, takes its settings and
+    builds its network from the same dict."""
+
+    path: Path  # for messages
+    state: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Checkpoint:
+        return cls(Path(path), read_checkpoint(path))
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The config (a plain dict) it was trained with, or None for a bare/old checkpoint."""
+        return checkpoint_config(self.state)
+
+    def check_fits(self, config: dict[str, Any]) -> None:
+        """Raise when ``config`` (a plain dict) changes one of its model or geometry settings."""
+        if self.config is not None:
+            check_config_fits(self.config, config, self.path)
 
 
 def checkpoint_config(state: dict[str, Any]) -> dict[str, Any] | None:

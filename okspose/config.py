@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from okspose.errors import ConfigError
+from okspose.keypoints import KeypointSchema, get_schema, schema_from_mapping
 
 
 @dataclass
@@ -303,3 +304,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = merge_dicts(raw, loaded)
     raw = apply_overrides(raw, overrides or [])
     return _build(Config, raw, str(path or "config"))
+
+
+def build_schema(cfg: Config) -> KeypointSchema:
+    """A built-in schema by name, or ``data.schema: custom`` built from ``data.custom_schema``."""
+    custom = cfg.data.custom_schema
+    if (cfg.data.schema == "custom") != (custom is not None):
+        raise ConfigError("data.custom_schema is used exactly when data.schema is 'custom' "
+                          f"(got data.schema={cfg.data.schema!r}, data.custom_schema {'set' if custom else 'unset'})")
+    return schema_from_mapping(custom) if custom is not None else get_schema(cfg.data.schema)

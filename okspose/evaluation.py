@@ -5,6 +5,9 @@ fails on bad input with bare asserts, IndexErrors or silently wrong numbers (NaN
 categories). Everything is therefore validated here first and reported as a ``DataError`` that names the
 file and the offending record. Other schemas than COCO-17 (AI Challenger, CrowdPose, ...) are scored with
 their own OKS sigmas (``COCOeval.params.kpt_oks_sigmas``), and every keypoint list must have their length.
+
+Keypoints in both ground truth and results are flat COCO lists ``[x1, y1, v1/s1, ...]`` of 3K numbers, with
+(x, y) in image pixels and a visibility label (ground truth) or score (results).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from pycocotools.cocoeval import COCOeval
 from okspose.errors import DataError
 from okspose.keypoints import COCO17
 
+# Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
+# The fields every result record must have, and the only ones kept (see :func:`load_results`).
 RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 
 
@@ -101,8 +106,18 @@ def _coco_from_dataset(dataset: dict) -> COCO:
 
 
 def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
-    """Load a COCO-format keypoint annotation file of ``num_joints`` joints per person; a missing or
-    malformed file gives an error naming ``path``."""
+    """Load and validate a COCO-format keypoint annotation file, so a bad file fails with its name.
+
+    Args:
+        path: the annotation JSON file.
+        num_joints: K; every annotation's ``keypoints`` must hold 3K numbers.
+
+    Returns:
+        COCO: the indexed ground truth.
+
+    Raises:
+        DataError: when the file is missing, not JSON, or lacks a field COCOeval reads.
+    """
     dataset = _read_json(path, "annotation")
     _check_gt(dataset, str(path), num_joints)
     return _coco_from_dataset(dataset)
@@ -155,6 +170,18 @@ def load_results(
 
     Extra fields (e.g. ``bbox``) are dropped on purpose: with a ``bbox`` present pycocotools would take the
     box area instead of the keypoint extent as the detection area, which changes APm/APl.
+
+    Args:
+        path_or_list: a results JSON file, or the records themselves (not modified).
+        coco_gt: the ground truth the image and category ids must belong to.
+        num_joints: K; every record's ``keypoints`` must be a flat list of 3K finite numbers.
+
+    Returns:
+        list[dict]: one ``{"image_id": int, "category_id": int, "keypoints": list[float] (3K), "score": float}``
+        per record, in input order.
+
+    Raises:
+        DataError: naming the source and record index of the first invalid record.
     """
     if isinstance(path_or_list, str | Path):
         source = str(path_or_list)
@@ -191,11 +218,27 @@ def evaluate_keypoints(
     verbose: bool = False,
     sigmas: Sequence[float] = COCO17.sigmas,
 ) -> dict[str, float]:
-    """COCO keypoint AP/AR (maxDets 20, OKS thresholds 0.50:0.95) as ``{name: value}`` in STAT_NAMES order.
+    """Compute COCO keypoint AP/AR with pycocotools after checking both inputs.
 
-    OKS uses ``sigmas``, the schema's per-joint falloffs (COCO-17's by default); ground truth and results
-    must have one keypoint per sigma. An empty result list scores 0.0 everywhere (pycocotools cannot load
-    one). As in pycocotools, an area range with no ground truth in the evaluated images reports -1.
+    COCOeval's keypoint settings: at most 20 detections per image, OKS thresholds 0.50:0.05:0.95. OKS uses
+    ``sigmas``, the schema's per-joint falloffs (COCO-17's by default); ground truth and results must have
+    one keypoint per sigma. An empty result list scores 0.0 everywhere (pycocotools cannot load one). As in
+    pycocotools, an area range with no ground truth in the evaluated images reports -1.
+
+    Args:
+        gt: the ground-truth annotation file or an already loaded :class:`COCO`.
+        results: a results JSON file or a list of result records (see :func:`load_results`).
+        img_ids: the images to evaluate, or None for every ground-truth image.
+        verbose: let pycocotools print its progress and summary.
+        sigmas: [K] per-joint OKS falloffs.
+
+    Returns:
+        dict[str, float]: ``{name: value}`` for every name of ``STAT_NAMES``, in that order; values in
+        [0, 1], or -1.0 where an area range has no ground truth.
+
+    Raises:
+        DataError: on an invalid ground-truth or results file or record.
+        ValueError: when ``img_ids`` is empty or names images absent from the ground truth.
     """
     coco_gt = _as_coco(gt, len(sigmas))
     dets = load_results(results, coco_gt, len(sigmas))
@@ -215,7 +258,14 @@ def evaluate_keypoints(
 
 
 def format_stats(stats: dict[str, float]) -> str:
-    """Markdown table with one row of names and one of values; -1 (no GT in that range) shows as n/a."""
+    """Format metric values as a small Markdown table for logs and reports.
+
+    Args:
+        stats: ``{name: value}``, e.g. the output of :func:`evaluate_keypoints`.
+
+    Returns:
+        str: three lines (names, alignment rule, values to 3 decimals); -1 (no GT in that range) shows as n/a.
+    """
     names = list(stats)
     values = ["n/a" if stats[n] < 0 else f"{stats[n]:.3f}" for n in names]
     widths = [max(len(n), len(v)) for n, v in zip(names, values, strict=True)]

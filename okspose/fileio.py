@@ -1,7 +1,9 @@
-"""Atomic writes: a crash mid-write never leaves a truncated checkpoint or results file behind."""
+"""Files in and out: atomic writes (a crash mid-write never leaves a truncated checkpoint or results file
+behind) and JSON read and written as ``.json`` or gzipped ``.json.gz`` alike, by every command."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -9,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
+from okspose.errors import DataError
 
 
 def _umask() -> int:
@@ -55,4 +57,27 @@ def save_text(text: str, path: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    import torch  # here, so that commands which never write a checkpoint start without torch
+
     return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def read_json(path: str | Path, what: str) -> object:
+    """Parsed JSON (``.json`` or gzipped ``.json.gz``), with a :class:`DataError` naming the file when it
+    is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+
+
+def write_coco(data: dict, path: str | os.PathLike) -> Path:
+    """A COCO dict as ``.json``, or gzipped when the name ends in ``.gz`` (the form :func:`read_json` reads)."""
+    raw = json.dumps(data).encode()
+    if str(path).endswith(".gz"):
+        raw = gzip.compress(raw, compresslevel=1)  # level 9 takes 15 s on COCO train, level 1 one
+    return atomic_write(path, lambda f: f.write(raw))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from okspose.data.records import PersonRecords, read_image
 from okspose.keypoints import COCO17, KeypointSchema
 
 # Hue bands in degrees (start, end) per body side; far apart so the sides never get confused.
@@ -243,3 +245,31 @@ def make_grid(
         y, x = gap + r * (height + gap), gap + c * (width + gap)
         grid[y:y + height, x:x + width] = _letterbox(image, width, height, fill)
     return grid
+
+
+def draw_pictures(
+    records: PersonRecords,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    schema: KeypointSchema,
+    out_dir: Path,
+    kpt_thr: float,
+    instance_thr: float,
+    max_images: int = 16,
+) -> list[Path]:
+    """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores
+    (people and joints at or above the display thresholds), plus ``overview.jpg`` tiling them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, tiles = [], []
+    paths = np.array(records.image_paths)
+    for path in list(dict.fromkeys(records.image_paths))[:max_images]:
+        rows = np.flatnonzero(paths == path)
+        image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
+        drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr, instance_thr)
+        target = out_dir / Path(path).name
+        cv2.imwrite(str(target), drawn)
+        written.append(target)
+        tiles.append(drawn)
+    if tiles:
+        cv2.imwrite(str(out_dir / "overview.jpg"), make_grid(tiles, cols=4, cell=(320, 256)))
+    return written

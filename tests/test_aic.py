@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from okspose.data.aic import load_aic_records, read_aic
-from okspose.data.coco import SkipReport, records_from_coco
+from okspose.data.records import SkipReport, records_from_coco
 from okspose.data.remap import remap_coco
 from okspose.errors import DataError
 from okspose.keypoints import AIC14, COCO17

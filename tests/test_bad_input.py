@@ -11,14 +11,9 @@ import pytest
 from conftest import CONFIGS
 
 from okspose.cli import main
-from okspose.data.coco import (
-    DataError,
-    SkipReport,
-    TopDownDataset,
-    collate_skipping,
-    load_person_records,
-)
 from okspose.data.codec import HeatmapCodec
+from okspose.data.dataset import TopDownDataset, collate_skipping
+from okspose.data.records import DataError, SkipReport, load_person_records
 from okspose.keypoints import COCO17
 
 

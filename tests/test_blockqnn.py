@@ -9,9 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from okspose.builders import build_model
 from okspose.config import load_config
 from okspose.models.blockqnn import Block, BlockCodeError, format_code, parse_code
+from okspose.models.build import build_model
 from okspose.models.complexity import count_flops, count_parameters
 from okspose.models.hourglass import StackedHourglass
 from okspose.search.space import next_layers, random_code

@@ -14,13 +14,14 @@ import pytest
 import torch
 from conftest import CONFIGS
 
-from okspose.builders import build_model, load_run_config
-from okspose.checkpoints import read_checkpoint
+from okspose.checkpoints import Checkpoint, read_checkpoint
 from okspose.cli import main
 from okspose.config import load_config
 from okspose.engine.train import rng_state, set_rng_state, train
 from okspose.errors import CheckpointError
 from okspose.fileio import save_checkpoint, save_json
+from okspose.models.build import build_model
+from okspose.run_config import load_run_config
 
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
 TINY = ["model.num_features=16", "data.max_train_persons=8", "data.max_val_persons=8", "train.batch_size=4",
@@ -152,7 +153,8 @@ def test_rng_states_restore_from_a_gpu_checkpoint(tmp_path):
 
 def test_load_run_config_takes_the_checkpoint_settings(run_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here
-    cfg = load_run_config(None, ["test.flip_test=true"], run_dir / "checkpoint.pth")
+    cfg = load_run_config(None, ["test.flip_test=true"], Checkpoint.read(run_dir / "checkpoint.pth"))
     assert cfg.model.num_features == 16 and cfg.test.flip_test and cfg.data.max_val_persons == 8
     with pytest.raises(CheckpointError, match="data.input_size"):
-        load_run_config(None, ["data.input_size=[256,256]", "data.heatmap_size=[64,64]"], run_dir / "checkpoint.pth")
+        load_run_config(None, ["data.input_size=[256,256]", "data.heatmap_size=[64,64]"],
+                        Checkpoint.read(run_dir / "checkpoint.pth"))

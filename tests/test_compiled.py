@@ -13,13 +13,15 @@ import pytest
 import torch
 from conftest import CONFIGS
 
-from okspose.builders import build_codec, build_records, build_schema, checkpoint_model
+from okspose.checkpoints import Checkpoint
 from okspose.cli import main
-from okspose.compiled import FixedBatch, can_compile
-from okspose.config import load_config
+from okspose.config import build_schema, load_config
+from okspose.data.build import build_codec, build_records
 from okspose.evaluation import evaluate_keypoints
-from okspose.instances import gt_box_settings, results_for, select_instances
-from okspose.posing import Poser
+from okspose.inference.compiled import FixedBatch, can_compile
+from okspose.inference.instances import gt_box_settings, results_for, select_instances
+from okspose.inference.poser import Poser
+from okspose.models.build import checkpoint_model
 
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
 
@@ -33,7 +35,7 @@ def test_compiled_agrees_with_eager_fp32(coco_mini, tmp_path, monkeypatch):
                  "train.epochs=80", "data.max_train_persons=16", "test.flip_test=true"]
     assert main(["train", str(CONFIG), *overrides]) == 0
     cfg = load_config(CONFIG, overrides)
-    model = checkpoint_model(cfg, tmp_path / "run" / "checkpoint.pth").eval()
+    model = checkpoint_model(cfg, Checkpoint.read(tmp_path / "run" / "checkpoint.pth")).eval()
     records = build_records(cfg, "train")
     schema, device = build_schema(cfg), torch.device("cpu")
     posed, results = {}, {}

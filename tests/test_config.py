@@ -9,11 +9,11 @@ import tomllib
 import pytest
 from conftest import REPO
 
-from okspose.builders import load_run_config
 from okspose.cli import main
-from okspose.commands.demo import DEMO_CONFIG
 from okspose.config import load_config, packaged_configs, resolve_config
 from okspose.errors import ConfigError
+from okspose.recipe.demo import DEMO_CONFIG
+from okspose.run_config import load_run_config
 
 NAMES = ["coco_aic_joint_hg8_256", "coco_hg2_256", "coco_hg8_256", "coco_mini_tiny", "demo_synthetic"]
 

@@ -3,7 +3,7 @@ the trained network is far above an untrained one on the synthetic val set, with
 
 from __future__ import annotations
 
-from okspose.commands.demo import run_demo
+from okspose.recipe.demo import run_demo
 
 
 def test_demo_scale_training_learns(tmp_path):

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from okspose.commands.demo_detector import SYNTHETIC_ARCHS, load_synthetic_detector, train_synthetic_detector
-from okspose.data.coco import DataError, SkipReport, read_annotation_file, read_image
+from okspose.data.records import DataError, SkipReport, read_annotation_file, read_image
 from okspose.data.synthetic import generate_synthetic_coco
-from okspose.detections import load_detections
-from okspose.detector import COCO_WEIGHTS, DetectorWeightsError, PersonDetector
+from okspose.inference.detections import load_detections
+from okspose.inference.detector import COCO_WEIGHTS, DetectorWeightsError, PersonDetector
+from okspose.inference.synthetic_detector import SYNTHETIC_ARCHS, load_synthetic_detector, train_synthetic_detector
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples" / "coco"
 DET_FILE = SAMPLES / "test_coco_det_AP_H_56.json"
@@ -242,10 +242,10 @@ def test_synthetic_detector_bad_checkpoint(tmp_path: Path) -> None:
 def test_detect_and_pose_hands_the_detector_numpy_pictures(coco_mini) -> None:
     """The detector path decodes pictures in a DataLoader: they must reach the detector and the cropping
     as RGB uint8 arrays (a default-collated tensor was refused by the detector)."""
-    from okspose.builders import build_model
-    from okspose.commands.boxes import detect_and_pose
     from okspose.config import load_config
-    from okspose.posing import Poser
+    from okspose.inference.boxes import detect_and_pose
+    from okspose.inference.poser import Poser
+    from okspose.models.build import build_model
 
     class WholePicture:
         def detect(self, images):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 
-from okspose.detector import PersonDetector
+from okspose.inference.detector import PersonDetector
 
 
 def test_mobilenet_detector_with_small_input_and_bf16(tmp_path: Path) -> None:

@@ -14,13 +14,13 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from torch import nn
 
-from okspose import compiled
-from okspose.builders import build_model
 from okspose.cli import main
-from okspose.compiled import AUTO_MIN_PERSONS, AUTO_MIN_PERSONS_CACHED, FixedBatch, should_compile
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
-from okspose.inference import predict_heatmaps, resolve_amp
+from okspose.inference import compiled
+from okspose.inference.compiled import AUTO_MIN_PERSONS, AUTO_MIN_PERSONS_CACHED, FixedBatch, should_compile
+from okspose.inference.runtime import predict_heatmaps, resolve_amp
+from okspose.models.build import build_model
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
@@ -53,7 +53,7 @@ def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
 
-    from okspose.onnx_engine import OnnxRuntimeNet
+    from okspose.inference.onnx_engine import OnnxRuntimeNet
 
     out = tmp_path / "pose.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), f"data.root={coco_mini}"]) == 0
@@ -147,8 +147,9 @@ def test_amp_auto_on_cpus_uses_bf16_where_it_is_native(monkeypatch):
 def test_cpu_forward_passes_take_at_most_cpu_max_crops(coco_mini):
     """Poser splits a batch (persons and their mirrors) into forward passes of at most
     ``test.cpu_max_crops`` crops on a CPU, with the same keypoints as one pass over the whole batch."""
-    from okspose.builders import build_codec, build_records, build_schema
-    from okspose.posing import Poser
+    from okspose.config import build_schema
+    from okspose.data.build import build_codec, build_records
+    from okspose.inference.poser import Poser
 
     cfg = load_config(CONFIG, [*OVERRIDES, f"data.root={coco_mini}", "test.batch_size=5", "test.flip_test=true",
                                "test.amp=none", "test.fast=false", "data.max_val_persons=7"])
@@ -172,8 +173,8 @@ def test_cpu_forward_passes_take_at_most_cpu_max_crops(coco_mini):
 
 
 def test_negative_cpu_max_crops_is_refused():
-    from okspose.builders import load_run_config
     from okspose.errors import ConfigError
+    from okspose.run_config import load_run_config
 
     with pytest.raises(ConfigError, match="test.cpu_max_crops must be 0"):
         load_run_config(CONFIG, ["test.cpu_max_crops=-1"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from okspose.inference import optimize_for_inference
+from okspose.inference.runtime import optimize_for_inference
 from okspose.loss import JointsMSELoss
 from okspose.models import (
     ConvBnAct,

@@ -18,15 +18,16 @@ import torch
 from conftest import CONFIGS
 from torch import nn
 
-from okspose.builders import build_codec, build_model, build_records
 from okspose.cli import main
 from okspose.config import Config, load_config
-from okspose.data.coco import read_image
+from okspose.data.build import build_codec, build_records
+from okspose.data.records import read_image
 from okspose.data.transforms import apply_affine, box_to_center_scale, crop_affine
-from okspose.engine.distributed import DistInfo
-from okspose.engine.validation import validate_gt_boxes
+from okspose.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_checkpoint
+from okspose.inference.scoring import validate_gt_boxes
+from okspose.models.build import build_model
 
 CONFIG = CONFIGS / "coco_mini_tiny.yaml"
 PERSONS_PER_IMAGE = 2
@@ -102,7 +103,7 @@ def test_unreadable_val_image_is_counted_and_scored_as_missed(val_set, tmp_path,
     root, ann, data = val_set
     oracle = GroundTruthNet(load_config(CONFIG, _overrides(root, ann)))
     weights = save_checkpoint({"model": oracle.state_dict()}, tmp_path / "oracle.pth")
-    monkeypatch.setattr("okspose.builders.build_model", lambda cfg: oracle)
+    monkeypatch.setattr("okspose.models.build.build_model", lambda cfg: oracle)
     clean = tmp_path / "clean.json"
     assert main(["test", str(CONFIG), *_overrides(root, ann), "--checkpoint", str(weights), "--out", str(clean)]) == 0
     assert evaluate_keypoints(ann, clean)["AR50"] == 1.0  # the stand-in network finds everyone
@@ -182,7 +183,8 @@ def test_predict_decodes_each_image_once(val_set, untrained, tmp_path, decodes, 
     root, _, data = val_set
     dets = _detections(data, tmp_path / "d.json")
     folds = []
-    monkeypatch.setattr("okspose.posing.optimize_for_inference", lambda model, device: folds.append(1) or model)
+    monkeypatch.setattr("okspose.inference.poser.optimize_for_inference",
+                        lambda model, device: folds.append(1) or model)
     monkeypatch.setattr("okspose.commands.predict.CHUNK_IMAGES", 1)  # a chunk per picture
     out = tmp_path / "out"
     assert main(["predict", str(CONFIG), "--checkpoint", str(untrained), "--detections", str(dets), "--out",
@@ -224,8 +226,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_inference import CONFIG, GroundTruthNet, _overrides
 from okspose.config import load_config
-from okspose.engine.distributed import cleanup, init_distributed
-from okspose.engine.validation import validate_gt_boxes
+from okspose.distributed import cleanup, init_distributed
+from okspose.inference.scoring import validate_gt_boxes
 
 clean, damaged, ann, out = map(Path, sys.argv[1:5])
 oracle = GroundTruthNet(load_config(CONFIG, _overrides(clean, ann)))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from okspose.builders import build_schema
-from okspose.config import load_config
+from okspose.config import build_schema, load_config
 from okspose.errors import ConfigError
 from okspose.keypoints import AIC14, COCO17, CROWDPOSE14, MPII16, SCHEMAS, get_schema
 

@@ -10,13 +10,14 @@ import pytest
 import torch
 from conftest import CONFIGS, SHARED_DATA
 
-from okspose.builders import build_model
 from okspose.config import load_config
-from okspose.data.coco import collate_skipping
-from okspose.data.mixed import MixedSampler, build_train_dataset, mixed_sampler
+from okspose.data.build import build_train_dataset
+from okspose.data.dataset import collate_skipping
+from okspose.data.sampler import MixedSampler, mixed_sampler
 from okspose.errors import ConfigError
 from okspose.keypoints import COCO17
 from okspose.loss import JointsMSELoss
+from okspose.models.build import build_model
 
 AIC_SAMPLES = SHARED_DATA / "samples" / "aic"
 FACE = [COCO17.joints.index(n) for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]

@@ -1,5 +1,5 @@
 """End to end with detector boxes: detections file -> pose -> rescoring -> IoU/OKS-NMS -> COCO results,
-and the seed's ablation table."""
+and Team OKS's ablation table."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from pycocotools.coco import COCO
 
-from okspose.builders import build_model
 from okspose.cli import main
-from okspose.commands.ablation import ROWS
 from okspose.config import load_config
 from okspose.fileio import save_checkpoint
+from okspose.inference.ablation import ROWS
+from okspose.models.build import build_model
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 TINY = ["model.num_features=32", "train.workers=0", "test.batch_size=32"]

@@ -17,12 +17,11 @@ from conftest import COCO_MINI, SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from okspose import postprocess
 from okspose.config import Config
 from okspose.evaluation import evaluate_keypoints
-from okspose.instances import PosedInstances, records_from_detections, select_instances
-from okspose.keypoints import COCO17
-from okspose.postprocess import (
+from okspose.inference import nms as postprocess
+from okspose.inference.instances import PosedInstances, records_from_detections, select_instances
+from okspose.inference.nms import (
     crop_areas,
     greedy_keep,
     iou_nms,
@@ -32,6 +31,7 @@ from okspose.postprocess import (
     rescore,
     soft_oks_nms,
 )
+from okspose.keypoints import COCO17
 
 DATA = SHARED_DATA
 VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
@@ -356,7 +356,7 @@ def test_soft_oks_nms_matches_loop(method):
 def fake_results(gt: dict, rng: np.random.Generator) -> tuple[list[dict], dict[int, float]]:
     """Results as a top-down pipeline makes them: one noisy pose per labelled person, a second, lower-scored
     near-copy for 40% of them (a duplicate detector box), and false positives. Returns the records and
-    the scale area of each (index -> GT box area, as the seed takes the box area)."""
+    the scale area of each (index -> GT box area, as Team OKS take the box area)."""
     res, areas = [], {}
     for a in gt["annotations"]:
         if a.get("iscrowd", 0) or a.get("num_keypoints", 0) == 0:
@@ -507,7 +507,7 @@ def test_rescore_modes():
     np.testing.assert_allclose(rescore(box, joints, "box"), box)
     np.testing.assert_allclose(rescore(box, joints, "keypoint"), kpt)
     np.testing.assert_allclose(rescore(box, joints, "box*keypoint"), box * kpt)
-    np.testing.assert_allclose(rescore(box, joints), box * kpt)  # the seed's default
+    np.testing.assert_allclose(rescore(box, joints), box * kpt)  # Team OKS's default
     np.testing.assert_allclose(rescore(box, kpt, "box*keypoint"), box * kpt)  # already per instance
     np.testing.assert_allclose(rescore(box, joints, "keypoint", kpt_thr=0.05), joints.mean(1))
     with pytest.raises(ValueError, match="mode"):

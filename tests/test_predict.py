@@ -15,11 +15,11 @@ import torch
 from conftest import CONFIGS, SHARED_DATA
 from pycocotools.coco import COCO
 
-from okspose.builders import build_model
 from okspose.cli import main
 from okspose.config import load_config, split_overrides
 from okspose.fileio import save_checkpoint
 from okspose.keypoints import COCO17
+from okspose.models.build import build_model
 
 SAMPLES = SHARED_DATA / "samples" / "coco"
 DETECTIONS = SAMPLES / "test_coco_det_AP_H_56.json"

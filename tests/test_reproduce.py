@@ -1,4 +1,4 @@
-"""The seed's data steps end to end on synthetic data: ``okspose reproduce --size smoke`` (every model of
+"""Team OKS's data steps end to end on synthetic data: ``okspose reproduce --size smoke`` (every model of
 the table, trained for one epoch), hard-example mining on the AIC-layout set with the model it trained on
 the COCO-like set, a joint ``okspose train`` run logging samples per data set, and the ablation's data rows.
 
@@ -20,11 +20,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from okspose.cli import main
-from okspose.commands.reproduce import STEPS
 from okspose.data.aic import load_aic_records
-from okspose.data.coco import load_person_records
 from okspose.data.mining import hardest, label_oks
+from okspose.data.records import load_person_records
 from okspose.keypoints import AIC14, COCO17
+from okspose.recipe.reproduce import STEPS
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -50,9 +50,12 @@ def smoke(tmp_path_factory) -> tuple[Path, str]:
 def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:
     out, text = smoke
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0].startswith("| step | AP | gain") and lines[0].endswith("| seed: gain |")
+    assert lines[0].startswith("| step | AP | gain") and lines[0].endswith("| Team OKS: AP | Team OKS: gain |")
     assert [line.split(" | ")[0][2:] for line in lines[1:]] == [s.name for s in STEPS]
-    assert lines[2].endswith("| +0.5 |") and lines[5].endswith("| +1.3 |")  # the seed's stated gains
+    # Team OKS's published column: AP per step and the gain over the row above (their experiment table).
+    assert [line.split(" | ")[-2:] for line in lines[1:]] == [
+        ["70.3", " |"], ["70.8", "+0.5 |"], ["71.5", "+0.7 |"], ["71.7", "+0.2 |"], ["73.0", "+1.3 |"],
+        ["75.5", "+2.5 |"]]
     saved = json.loads((out / "reproduce.json").read_text())
     assert [r["step"] for r in saved["rows"]] == [s.name for s in STEPS]
     assert all(0.0 <= r["stats"]["AP"] <= 1.0 for r in saved["rows"])

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from okspose.config import AugmentConfig
-from okspose.data.coco import TopDownDataset, load_person_records
 from okspose.data.codec import HeatmapCodec
+from okspose.data.dataset import TopDownDataset
+from okspose.data.records import load_person_records
 from okspose.data.transforms import apply_affine, crop_affine, crop_to_image, invert_affine
 from okspose.keypoints import COCO17
 
@@ -48,7 +49,7 @@ def test_subpixel_decoder_recovers_every_in_crop_keypoint_within_one_pixel(coco_
 
 
 def test_quarter_decoder_error_is_bounded_by_its_quantisation(coco_mini):
-    # The seed's decoder moves a quarter heatmap pixel: at most 1/4 heatmap px per axis off,
+    # Team OKS's decoder moves a quarter heatmap pixel: at most 1/4 heatmap px per axis off,
     # i.e. stride/4 * sqrt(2) crop pixels, times the crop-to-image scale.
     errors, scales, _ = _roundtrip_errors(coco_mini, "quarter", epochs=1)
     bound = (4 / 4) * np.sqrt(2) * scales + 1e-6

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS, SHARED_DATA
 
-from okspose.builders import build_records
 from okspose.cli import main
 from okspose.config import load_config
-from okspose.data.coco import load_person_records
+from okspose.data.build import build_records
+from okspose.data.records import load_person_records
 from okspose.data.selection import (
     SelectionRule,
     keep_mask,

@@ -16,11 +16,12 @@ import pytest
 import torch
 from conftest import CONFIGS
 
-from okspose.builders import build_model, build_records
 from okspose.checkpoints import read_checkpoint
 from okspose.config import load_config
-from okspose.data.mixed import MixedSampler
+from okspose.data.build import build_records
+from okspose.data.sampler import MixedSampler
 from okspose.engine.train import train
+from okspose.models.build import build_model
 
 # A small but real set-up: 16 coco-mini persons, a 1-stack 32-feature hourglass at 128x128, with
 # augmentation on, so sampling order and per-sample randomness both matter.

@@ -1,91 +1,13 @@
-"""The demo: synthetic people scenes -> small hourglass and person detector trained on CPU -> the seed's
-top-down pipeline (detect, pose, rescore, IoU/OKS-NMS) -> COCO stats, the ablation table, pictures.
-
-Everything runs offline from the embedded synthetic generator, so ``make demo`` works on a fresh
-machine with no data and no downloads.
-"""
+"""``okspose demo``: the whole system offline on synthetic people (see :mod:`okspose.recipe.demo`)."""
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
-import torch
-
-from okspose.builders import build_model, build_records
-from okspose.commands.ablation import run_ablation_tables
-from okspose.commands.boxes import BoxSource
-from okspose.commands.demo_detector import train_synthetic_detector
-from okspose.commands.test import run_test
-from okspose.config import Config, load_config
-from okspose.data.synthetic import generate_synthetic_coco
-from okspose.engine.distributed import DistInfo
-from okspose.engine.train import train
-from okspose.engine.validation import validate_gt_boxes
-from okspose.evaluation import format_stats
-from okspose.fileio import save_json, stamp_matches
-
-DEMO_CONFIG = "demo_synthetic"  # the packaged okspose/configs/demo_synthetic.yaml
+from okspose.recipe.demo import run_demo
 
 
-def make_demo_data(root: Path, train_images: int, val_images: int, seed: int = 0) -> None:
-    """Generate the synthetic train/val sets unless the same ones are already there."""
-    stamp = root / "synthetic.json"
-    want = {"train": train_images, "val": val_images, "seed": seed}
-    if stamp_matches(stamp, want):
-        print(f"synthetic data already in {root}")
-        return
-    start = time.perf_counter()
-    generate_synthetic_coco(root, "train", train_images, seed=seed)
-    generate_synthetic_coco(root, "val", val_images, seed=seed + 1)
-    save_json(want, stamp)
-    print(f"generated {train_images} + {val_images} synthetic images in {time.perf_counter() - start:.1f} s")
-
-
-def demo_config(out: Path, config: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    cfg = load_config(config or DEMO_CONFIG, overrides)
-    cfg.data.root = str(out / "data")
-    cfg.train.output_dir = str(out / "train")
-    return cfg
-
-
-def run_demo(out: Path, config: str | Path | None = None, overrides: list[str] | None = None,
-             train_images: int = 600, val_images: int = 40, detector_minutes: float = 6.0,
-             with_detector: bool = True) -> dict[str, dict[str, float]]:
-    """Run the whole demo in ``out``: data, pose network, detector, GT-box and detector-box evaluation,
-    the seed's ablation table, pictures. Returns the stats of each evaluation."""
-    cfg = demo_config(out, config, overrides)
-    make_demo_data(out / "data", train_images, val_images)
-    persons = len(build_records(cfg, "val"))
-    info = DistInfo()
-
-    torch.manual_seed(cfg.train.seed)
-    untrained = validate_gt_boxes(build_model(cfg), cfg, info)
-    print(f"untrained network: AP {untrained['AP']:.3f} (ground-truth boxes)")
-
-    start = time.perf_counter()
-    ckpt = Path(cfg.train.output_dir) / "checkpoint.pth"
-    train(cfg, resume=ckpt if ckpt.exists() else None, device="cpu")
-    print(f"pose network training: {(time.perf_counter() - start) / 60:.1f} min")
-    pictures = None if with_detector else out / "pictures"
-    trained = run_test(cfg, ckpt, BoxSource("gt"), out / "results_gt_boxes.json", info, progress=False,
-                       vis_dir=pictures)
-    stats = {"untrained": untrained, "trained": trained.stats}
-    print(f"\nCOCO keypoint stats, synthetic val set, ground-truth boxes ({persons} persons):")
-    print(format_stats(stats["trained"]))
-
-    if with_detector:
-        start = time.perf_counter()
-        weights = train_synthetic_detector(out / "data", out / "detector.pth", minutes=detector_minutes)
-        print(f"person detector (trained on the synthetic scenes): {(time.perf_counter() - start) / 60:.1f} min")
-        source = BoxSource("synthetic", str(weights))
-        stats["detector"] = run_test(cfg, ckpt, source, out / "results.json", info, progress=False,
-                                     vis_dir=out / "pictures").stats
-        print("\nCOCO keypoint stats, synthetic val set, detector boxes + rescoring + IoU/OKS-NMS:")
-        print(format_stats(stats["detector"]))
-        table = run_ablation_tables(cfg, ckpt, source, info, progress=False)
-        (out / "ablation.md").write_text(table)
-        print("\n" + table)
-    print(f"(untrained network: AP {untrained['AP']:.3f})")
-    print(f"results: {out}/results*.json; pictures: {out / 'pictures'} (overview.jpg tiles them)")
-    return stats
+def run(args: argparse.Namespace) -> int:
+    run_demo(Path(args.out), config=args.config, overrides=args.overrides, with_detector=not args.no_detector)
+    return 0

@@ -7,17 +7,21 @@ val split, or, where that split is not on this machine, random inputs (said so i
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from okspose.builders import build_codec, build_records, checkpoint_model
+from okspose.checkpoints import Checkpoint
 from okspose.config import Config
+from okspose.data.build import build_codec, build_records
 from okspose.data.crops import ImageCrops
-from okspose.inference import normalize_images
-from okspose.onnx_engine import OnnxRuntimeNet, export_onnx
+from okspose.inference.onnx_engine import OnnxRuntimeNet, export_onnx
+from okspose.inference.runtime import normalize_images
+from okspose.models.build import checkpoint_model
+from okspose.run_config import command_config
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def check_crops(cfg: Config, persons: int) -> tuple[torch.Tensor, str]:
     return torch.randn(persons, 3, h, w, generator=generator), f"{persons} random inputs (no val data here)"
 
 
-def run_export(cfg: Config, checkpoint: str | Path, out: str | Path, check_persons: int = 16) -> ExportReport:
+def run_export(cfg: Config, checkpoint: Checkpoint, out: str | Path, check_persons: int = 16) -> ExportReport:
     model = checkpoint_model(cfg, checkpoint).eval()
     codec = build_codec(cfg)
     data = export_onnx(model, codec.input_size, out)
@@ -55,3 +59,13 @@ def run_export(cfg: Config, checkpoint: str | Path, out: str | Path, check_perso
     got = OnnxRuntimeNet(data)(crops)
     return ExportReport(Path(out), len(data) / 2**20, inputs, float((got - ref).abs().max()),
                         float(ref.abs().max()))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, checkpoint = command_config(args.config, args.overrides, args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".onnx")
+    r = run_export(cfg, checkpoint, out, args.check_persons)
+    print(f"wrote {r.out} ({r.megabytes:.1f} MiB, dynamic batch)")
+    print(f"ONNX Runtime vs PyTorch fp32 on {r.inputs}: max |heatmap difference| {r.max_abs_diff:.2e} "
+          f"(largest heatmap value {r.max_heatmap:.3f})")
+    return 0

@@ -33,6 +33,7 @@ Outputs, in the ``out`` folder (JSON written atomically, by rank 0 only under ``
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import os
@@ -46,16 +47,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from okspose.builders import build_schema
-from okspose.commands.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
+from okspose.checkpoints import Checkpoint
 from okspose.config import Config
-from okspose.data.coco import DataError, SkipReport, read_image
-from okspose.detector import PersonDetector
-from okspose.engine.distributed import DistInfo, gather_lists, shard
+from okspose.data.records import SkipReport, read_image
+from okspose.distributed import DistInfo, cleanup, gather_lists, init_distributed, shard
+from okspose.errors import DataError, OksposeError
 from okspose.fileio import atomic_write, save_json
-from okspose.instances import Detections, records_from_detections, results_for, select_instances
+from okspose.inference.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
+from okspose.inference.detector import PersonDetector
+from okspose.inference.instances import Detections, records_from_detections, results_for, select_instances
+from okspose.inference.poser import Poser
 from okspose.keypoints import KeypointSchema
-from okspose.posing import Poser
+from okspose.progress import LogProgress
+from okspose.progress import progress as progress_bar
+from okspose.run_config import command_config
 from okspose.visualize import draw_poses
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -245,7 +250,7 @@ class _Predictor:
         return out
 
     def _finish(self, chunk: list[tuple[ImageInfo, np.ndarray]], draw: Callable[[ImageInfo, np.ndarray], None],
-                bar: tqdm) -> list[PosedImage]:
+                bar: tqdm | LogProgress) -> list[PosedImage]:
         """Pose a chunk, hand each drawn picture to ``draw`` when drawing, count it on the bar."""
         posed = self.pose_chunk(chunk)
         if self.vis_dir is not None:
@@ -260,7 +265,7 @@ class _Predictor:
         _write_jpeg(target, drawn)
         self.pictures.append(target)
 
-    def pose_images(self, items: list[tuple[int, InputItem]], bar: tqdm) -> list[PosedImage]:
+    def pose_images(self, items: list[tuple[int, InputItem]], bar: tqdm | LogProgress) -> list[PosedImage]:
         out: list[PosedImage] = []
         for part in _chunks(items, CHUNK_IMAGES):
             chunk: list[tuple[ImageInfo, np.ndarray]] = []
@@ -275,7 +280,7 @@ class _Predictor:
             out += self._finish(chunk, self._write_picture, bar)
         return out
 
-    def pose_video(self, index: int, item: InputItem, bar: tqdm) -> list[PosedImage]:
+    def pose_video(self, index: int, item: InputItem, bar: tqdm | LogProgress) -> list[PosedImage]:
         """Every frame, straight from the decoder into the pose batch, and (when drawing) out to
         ``vis/<stem>_pose.mp4`` with the input's fps and size."""
         try:
@@ -440,7 +445,7 @@ def _merge(reports: list[SkipReport]) -> SkipReport:
     return merged
 
 
-def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], boxes: BoxSource | None,
+def run_predict(cfg: Config, checkpoint: Checkpoint, items: list[InputItem], boxes: BoxSource | None,
                 out_dir: str | Path, info: DistInfo, progress: bool = True, draw: bool = True) -> PredictSummary | None:
     """Pose ``items`` with ``boxes`` (``None``: the whole picture is one person, score 1).
 
@@ -449,8 +454,8 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
     pictures are reported and skipped, whatever ``data.on_error`` says: a folder of photos is not a data set.
     """
     out_dir = Path(out_dir)
-    schema = build_schema(cfg)
     poser = Poser.from_checkpoint(cfg, checkpoint, info.device, on_error="skip")
+    schema = poser.schema
     det_report = SkipReport()
     detections: dict[int, Detections] = {}
     if boxes is not None and boxes.kind == "detections":
@@ -463,7 +468,7 @@ def run_predict(cfg: Config, checkpoint: str | Path, items: list[InputItem], box
                            _picture_names(items))
     mine = shard(list(enumerate(items)), info)
     stills = [(i, it) for i, it in mine if not it.video]
-    with tqdm(total=len(stills), desc="predict", unit="img", disable=not (progress and info.is_main)) as bar:
+    with progress_bar(total=len(stills), desc="predict", unit="img", enabled=progress and info.is_main) as bar:
         posed = predictor.pose_images(stills, bar)
         for index, item in mine:
             if item.video:
@@ -491,3 +496,29 @@ def _warn_unmatched(items: Sequence[InputItem], detections_path: str | None) -> 
         shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
         print(f"warning: {len(lost)} input(s) get no boxes from {detections_path}: their ids do not come from a "
               f"numeric file-name stem (e.g. 000000000785.jpg -> 785), or a video: {shown}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    items, warnings = collect_inputs(args.inputs)  # a missing input stops here, before any work
+    if args.detector_weights and not args.detector:
+        raise OksposeError("--detector-weights goes with --detector")
+    if args.detections and not Path(args.detections).is_file():
+        raise OksposeError(f"detections file not found: {args.detections}")
+    cfg, checkpoint = command_config(args.config, args.overrides, args.checkpoint, args.engine)
+    source = None if args.whole_image else BoxSource.choose(args.detections, args.detector, args.detector_weights)
+    info = init_distributed(args.device)
+    try:
+        if info.is_main:
+            for line in warnings:
+                print(f"warning: {line}", file=sys.stderr)
+        summary = run_predict(cfg, checkpoint, items, source, args.out, info, draw=not args.no_vis)
+    finally:
+        cleanup(info)
+    if summary is not None:
+        frames = f" and {summary.frames} video frames" if summary.frames else ""
+        print(f"posed {summary.images} images{frames}: {summary.persons} persons")
+        if summary.skipped.total:
+            print(summary.skipped.summary())
+        vis = f", {len(summary.pictures)} pictures in {Path(args.out) / 'vis'}" if summary.pictures else ""
+        print(f"wrote {summary.predictions}, {summary.results}{vis}")
+    return 0

@@ -8,6 +8,7 @@ Layout of the output folder: ``config.yaml`` (the search's config, checked on --
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from okspose.config import Config
 from okspose.data.synthetic import generate_synthetic_coco
 from okspose.errors import ConfigError, OksposeError
 from okspose.fileio import atomic_write, save_json, stamp_matches
+from okspose.run_config import load_run_config
 from okspose.search.controller import ControllerSettings, QController
 from okspose.search.driver import DriverSettings, DriverStats, run_driver
 from okspose.search.executors import Executor, RayExecutor, SequentialExecutor
@@ -144,3 +146,14 @@ def run_search(cfg: Config, resume: str | Path | None = None, address: str | Non
         atomic_write(out_dir / "best_code.txt", lambda f: f.write(f"{best[0].code}\n".encode()))
         write_best_config(run_cfg, best[0].code, out_dir / "best_config.yaml")
     return SearchResult(out_dir, state, stats, best[0] if best else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_search(load_run_config(args.config, args.overrides), resume=args.resume, address=args.address)
+    s = result.stats
+    print(f"{s.finished} candidates in {s.seconds:.1f} s (driver overhead {s.overhead:.2f} s); "
+          f"log, plots and state in {result.out_dir}")
+    if result.best is not None:
+        print(f"best block (reward {result.best.reward:.4f}, accuracy {result.best.accuracy:.4f}): {result.best.code}")
+        print(f"train it: okspose train {result.out_dir / 'best_config.yaml'}")
+    return 0

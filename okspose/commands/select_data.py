@@ -3,9 +3,8 @@ report (kept/dropped by number of labeled keypoints) and a picture of the (ks, n
 
 from __future__ import annotations
 
-import gzip
+import argparse
 import io
-import json
 from pathlib import Path
 
 import cv2
@@ -13,22 +12,14 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from okspose.data.coco import read_annotation_file, read_image
+from okspose.data.records import read_annotation_file, read_image
 from okspose.data.selection import CocoSelection, SelectionRule, line_threshold, select_coco
 from okspose.errors import DataError
-from okspose.fileio import atomic_write, save_json
+from okspose.fileio import atomic_write, save_json, write_coco
 from okspose.keypoints import SCHEMAS, KeypointSchema
 from okspose.visualize import draw_poses
 
 MAX_EXAMPLES = 6
-
-
-def write_coco(data: dict, path: str | Path) -> Path:
-    """A COCO dict as ``.json``, or gzipped when the name ends in ``.gz``."""
-    raw = json.dumps(data).encode()
-    if str(path).endswith(".gz"):
-        raw = gzip.compress(raw, compresslevel=1)  # level 9 takes 15 s on COCO train, level 1 one
-    return atomic_write(path, lambda f: f.write(raw))
 
 
 def selection_report(sel: CocoSelection, rule: SelectionRule, source: str) -> dict:
@@ -72,7 +63,7 @@ def _examples(data: dict, sel: CocoSelection, image_dir: Path, rule: SelectionRu
 
 
 def plot_selection(sel: CocoSelection, rule: SelectionRule, path: str | Path, examples: list[tuple]) -> Path:
-    """2D histogram of (ks, n) with the selection line, as on the seed's slide, and dropped examples."""
+    """2D histogram of (ks, n) with the selection line, as on Team OKS's slide, and dropped examples."""
     num_joints = sel.keypoints.shape[1]
     cols = 3 if examples else 0
     fig = Figure(figsize=(7 + 3.2 * (cols > 0) * 2, 6), layout="constrained")
@@ -121,3 +112,14 @@ def run_select_data(gt: str | Path, out: str | Path, rule: SelectionRule, plot: 
         plot_selection(sel, rule, plot, examples)
         summary["examples"] = len(examples)
     return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    base = SelectionRule.literal() if args.literal else SelectionRule()
+    rule = SelectionRule(args.s if args.s is not None else base.s, args.area or base.area,
+                         tuple(args.line) if args.line else base.line, args.aspect_ratio, args.padding)
+    r = run_select_data(args.gt, args.out, rule, plot=args.plot, report=args.report, images=args.images)
+    print(f"judged {r['persons']} persons: kept {r['kept']}, dropped {r['dropped']} "
+          f"({100 * r['dropped'] / max(r['persons'], 1):.2f} %); {r['not_judged']} other annotations passed through")
+    print(f"wrote {args.out}" + "".join(f", {p}" for p in (args.report, args.plot) if p))
+    return 0

@@ -4,7 +4,7 @@ The original layout is a JSON list of records ``{"image_id": str, "human_annotat
 x2, y2]}, "keypoint_annotations": {name: [x, y, v] * 14}}`` with v = 1 visible, 2 occluded, 3 unlabeled.
 It is converted to a COCO dict (v: 2 visible, 1 occluded, 0 unlabeled at (0, 0); box xywh; ``area`` =
 box area, since AIC has no segmentation and OKS on AIC persons uses the box), so the COCO validation in
-:mod:`okspose.data.coco` checks both formats the same way. Mapping into COCO-17 by joint name is
+:mod:`okspose.data.records` checks both formats the same way. Mapping into COCO-17 by joint name is
 :mod:`okspose.data.remap`'s job.
 
 The original layout carries no image sizes. They are read from the image headers when ``image_dir``
@@ -20,16 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from okspose.data.coco import (
-    OnError,
-    PersonRecords,
-    SkipReport,
-    read_annotation_file,
-    read_json,
-    records_from_coco,
-)
+from okspose.data.records import OnError, PersonRecords, SkipReport, read_annotation_file, records_from_coco
 from okspose.data.remap import person_category, remap_records
 from okspose.errors import DataError
+from okspose.fileio import read_json
 from okspose.keypoints import AIC14, KeypointSchema
 
 AIC_TO_COCO_VISIBILITY = np.array([-1, 2, 1, 0])  # indexed by AIC's v: 1 visible, 2 occluded, 3 unlabeled

@@ -1,6 +1,6 @@
-"""The seed's "false annotations", made on purpose: a chosen fraction of persons get wrong keypoints.
+"""Team OKS's "false annotations", made on purpose: a chosen fraction of persons get wrong keypoints.
 
-Two kinds, as on the seed's slide: ``swap`` (another person's pose in the same picture attached to this
+Two kinds, as on Team OKS's slide: ``swap`` (another person's pose in the same picture attached to this
 person's box) and ``displace`` (the pose shifted off the body by 0.5-1 box sizes; joints pushed out of
 the picture become unlabeled). Boxes, masks and areas stay right: only the keypoints lie. A record of
 which annotation ids were corrupted, and how, is kept so a selection step can be scored against it.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.data.coco import read_annotation_file
+from okspose.data.records import read_annotation_file
 from okspose.fileio import save_json
 
 MAX_TRIES = 20  # directions tried before a displacement that keeps a joint in the picture is given up

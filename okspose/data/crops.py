@@ -1,6 +1,6 @@
 """Person crops for inference: each picture is decoded once for all of its persons, and no targets are built.
 
-The training dataset (:class:`okspose.data.coco.TopDownDataset`) is one item per person with heatmap
+The training dataset (:class:`okspose.data.dataset.TopDownDataset`) is one item per person with heatmap
 targets; posing a picture with 20 detections through it would decode the picture 20 times.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from okspose.data.coco import OnError, PersonRecords, read_image
+from okspose.data.records import OnError, PersonRecords, read_image
 from okspose.data.transforms import box_to_center_scale, crop_affine
 from okspose.errors import DataError
 

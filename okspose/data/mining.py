@@ -2,7 +2,7 @@
 schemas share, the hardest persons by an OKS threshold or a fraction, and the mined subset written back
 in the layout it was read from (AI Challenger's original layout, or COCO).
 
-The seed adds AI Challenger persons that a COCO-trained model gets wrong. "Wrong" is measured the way
+Team OKS added AI Challenger persons that a COCO-trained model gets wrong. "Wrong" is measured the way
 COCO scores a pose: OKS = mean over the labeled joints of exp(-d^2 / (2 A (2 sigma)^2)), with the COCO
 sigmas of the shared joints and A the person's area (AIC has no segmentation: the box area).
 """
@@ -17,9 +17,10 @@ import numpy as np
 
 from okspose.config import Config
 from okspose.data.aic import read_aic
-from okspose.data.coco import OnError, PersonRecords, SkipReport, read_json, records_from_coco
+from okspose.data.records import OnError, PersonRecords, SkipReport, records_from_coco
 from okspose.data.remap import joint_map
 from okspose.errors import DataError
+from okspose.fileio import read_json
 from okspose.keypoints import AIC14, COCO17, SCHEMAS, KeypointSchema, get_schema
 
 _EPS = np.spacing(1)  # pycocotools' guard against a zero area

@@ -3,7 +3,7 @@
 A file is a list of records ``{"image", "center": [x, y], "scale", "joints": [[x, y]] * 16,
 "joints_vis": [0|1] * 16}``, with MPII's conventions: 1-based (Matlab) pixel coordinates, ``scale`` =
 person height / 200 px, and a centre that sits 15 * scale px above the body's middle. The records become
-:class:`okspose.data.coco.PersonRecords` (a square box of side 200 * scale around the corrected centre,
+:class:`okspose.data.records.PersonRecords` (a square box of side 200 * scale around the corrected centre,
 joints shifted to 0-based), so the top-down dataset and training loop take MPII unchanged (schema
 ``mpii16``).
 
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from okspose.data.coco import PersonRecords, read_json
+from okspose.data.records import PersonRecords
 from okspose.errors import DataError
+from okspose.fileio import read_json
 from okspose.keypoints import MPII16
 
 UPPER_NECK, HEAD_TOP = MPII16.joints.index("upper_neck"), MPII16.joints.index("head_top")

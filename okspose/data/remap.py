@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from okspose.data.coco import PersonRecords
+from okspose.data.records import PersonRecords
 from okspose.keypoints import KeypointSchema
 
 

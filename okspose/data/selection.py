@@ -1,6 +1,6 @@
 """Data selection: drop persons whose labeled keypoints sit far from their box centre.
 
-The seed removes COCO's "false annotations" (a pose attached to the wrong box, a pose displaced off the
+Team OKS removed COCO's "false annotations" (a pose attached to the wrong box, a pose displaced off the
 body) with one rule per person: the keypoint-box similarity
 
     ks = exp(-||c_box - c_kps||^2 / (2 s^2 A))
@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 
 from okspose.config import DataConfig
-from okspose.data.coco import PersonRecords
+from okspose.data.records import PersonRecords
 from okspose.errors import DataError
 
 AreaKind = Literal["padded", "box"]

@@ -1,4 +1,4 @@
-"""A synthetic external data set in the original AI Challenger layout: the proxy for the seed's AIC data.
+"""A synthetic external data set in the original AI Challenger layout: the proxy for Team OKS's AIC data.
 
 The same cartoon people as :mod:`okspose.data.synthetic`, labeled with AIC's 14 joints (head top and
 neck from the 3D skeleton, no face joints), in other scenes than the COCO-like set: rooms instead of

@@ -19,26 +19,22 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
-from tqdm import tqdm
 
-from okspose.builders import build_model, check_config
 from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
 from okspose.config import Config
-from okspose.data.coco import SkipReport, TopDownDataset
-from okspose.data.mixed import MixedSampler, build_train_dataset, mixed_sampler
-from okspose.engine.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    cleanup,
-    convert_sync_batchnorm,
-    init_distributed,
-)
-from okspose.engine.validation import validate_gt_boxes
+from okspose.data.build import build_train_dataset
+from okspose.data.dataset import TopDownDataset
+from okspose.data.records import SkipReport
+from okspose.data.sampler import MixedSampler, mixed_sampler
+from okspose.distributed import DistInfo, all_reduce_sum, barrier, cleanup, convert_sync_batchnorm, init_distributed
 from okspose.errors import CheckpointError, ConfigError, DataError
 from okspose.fileio import save_checkpoint, save_text
-from okspose.inference import autocast, normalize_images, resolve_amp
+from okspose.inference.runtime import autocast, normalize_images, resolve_amp
+from okspose.inference.scoring import validate_gt_boxes
 from okspose.loss import JointsMSELoss
+from okspose.models.build import build_model
+from okspose.progress import progress as progress_bar
+from okspose.run_config import check_config
 
 # AP is empty when not validated; per_dataset: the epoch's samples per training set ("coco:800 aic:400").
 LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP", "per_dataset")
@@ -131,7 +127,7 @@ def train_one_epoch(
 ) -> EpochStats:
     model.train()
     total_loss, samples, skipped, steps, start = 0.0, 0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and info.is_main), dynamic_ncols=True)
+    bar = progress_bar(loader, desc=desc, unit="batch", enabled=progress and info.is_main)
     for batch in bar:
         skipped += int(batch["skipped"].sum())
         images = normalize_images(batch["image"], info.device, channels_last)

@@ -27,17 +27,19 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from okspose.builders import build_codec, build_model, build_records, build_schema, limit_records
-from okspose.config import Config
-from okspose.data.coco import PersonRecords, TopDownDataset, collate_skipping
+from okspose.config import Config, build_schema
+from okspose.data.build import build_codec, build_records, limit_records
+from okspose.data.dataset import TopDownDataset, collate_skipping
 from okspose.data.mpii import head_sizes, load_mpii_records, pck
+from okspose.data.records import PersonRecords
 from okspose.errors import ConfigError
 from okspose.fileio import save_json
-from okspose.inference import normalize_images
+from okspose.inference.poser import Poser
+from okspose.inference.runtime import normalize_images
 from okspose.loss import JointsMSELoss
 from okspose.models.blockqnn import graph_density, parse_code
+from okspose.models.build import build_model
 from okspose.models.complexity import measure_complexity
-from okspose.posing import Poser
 
 TRAININGS_DIR = "trainings"  # one JSON per finished training (retries included), for audits
 

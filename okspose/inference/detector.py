@@ -1,8 +1,8 @@
-"""Person boxes from a torchvision detector: by default the seed's Mask R-CNN ResNet-50 FPN with COCO
+"""Person boxes from a torchvision detector: by default Team OKS's Mask R-CNN ResNet-50 FPN with COCO
 weights, or any torchvision detection model it is handed (e.g. the demo's synthetic-scenes detector).
 
 Boxes come out as ``(boxes_xywh [n, 4], scores [n])`` per picture, best first, capped at ``top_k``; the
-same format as a detections file (:mod:`okspose.detections`). The model's own post-processing drops boxes
+same format as a detections file (:mod:`okspose.inference.detections`). The model's own post-processing drops boxes
 under ``MIN_CANDIDATE_SCORE`` (0.001) whatever ``score_floor`` says.
 """
 
@@ -22,10 +22,10 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn,
 )
 
-from okspose.detections import DEFAULT_SCORE_FLOOR, DEFAULT_TOP_K
 from okspose.errors import OksposeError
-from okspose.inference import autocast
-from okspose.instances import Detections
+from okspose.inference.detections import DEFAULT_SCORE_FLOOR, DEFAULT_TOP_K
+from okspose.inference.instances import Detections
+from okspose.inference.runtime import autocast
 
 PERSON_LABEL = 1  # COCO's person category id, and the first foreground class of a 2-class detector
 # Scores a model's own post-processing drops whatever score_floor says: with a floor of 0, Mask R-CNN
@@ -33,7 +33,7 @@ PERSON_LABEL = 1  # COCO's person category id, and the first foreground class of
 # measurement, for boxes nobody would pose.
 MIN_CANDIDATE_SCORE = 1e-3
 COCO_WEIGHTS = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
-# The detectors --detector names, with their torchvision builders and COCO weights: the seed's Mask R-CNN
+# The detectors --detector names, with their torchvision builders and COCO weights: Team OKS's Mask R-CNN
 # (run without its mask branch), and a Faster R-CNN on MobileNetV3 for CPUs (box AP 32.8 against 37.9
 # by torchvision's tables, at about a tenth of the compute).
 ARCHS = {

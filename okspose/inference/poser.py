@@ -5,31 +5,36 @@ Validation during training, ``okspose test``, ``ablation``, ``predict`` and the 
 decodes each picture once for all of its persons, and batches crops across pictures. Which images a call
 works on is the caller's choice (a rank's shard, a chunk of video frames): nothing here knows about
 processes.
+
+Notation: N person records, K joints, crops of ``(W, H) = codec.input_size`` pixels. Boxes are ``xywh`` in
+image pixels; returned keypoints are [N, K, 3] arrays of (x, y) in image pixels and the joint score, the
+maximum of the (flip-averaged) heatmap, near 1 for a confident joint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from okspose.builders import build_codec, build_schema, checkpoint_model
-from okspose.compiled import compile_for_inference, compile_key, should_compile
-from okspose.config import Config, TestConfig
-from okspose.data.coco import OnError, PersonRecords
+from okspose.checkpoints import Checkpoint
+from okspose.config import Config, TestConfig, build_schema
+from okspose.data.build import build_codec
 from okspose.data.codec import HeatmapCodec
 from okspose.data.crops import ImageCrops, crop_persons, person_centers_scales
+from okspose.data.records import OnError, PersonRecords
 from okspose.data.transforms import crop_to_image
-from okspose.inference import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
-from okspose.instances import PosedInstances
+from okspose.inference.compiled import compile_for_inference, compile_key, should_compile
+from okspose.inference.instances import PosedInstances
+from okspose.inference.nms import crop_areas
+from okspose.inference.onnx_engine import OnnxRuntimeNet
+from okspose.inference.runtime import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
 from okspose.keypoints import KeypointSchema
-from okspose.onnx_engine import OnnxRuntimeNet
-from okspose.postprocess import crop_areas
+from okspose.models.build import checkpoint_model
+from okspose.progress import progress as progress_bar
 
 _CROP_KEYS = ("image", "center", "scale", "index")
 
@@ -37,8 +42,22 @@ _CROP_KEYS = ("image", "center", "scale", "index")
 class Poser:
     """A pose network ready for inference, with everything needed to turn person boxes into keypoints.
 
-    ``on_error`` decides what an unreadable picture does: stop with its :class:`DataError` ("raise"), or
-    be listed in :attr:`PosedInstances.skipped` ("skip").
+    Holding the prepared network (and the engine chosen on the first job) lets every caller pose through
+    the same code path without paying the preparation twice.
+
+    Args:
+        model: the pose network; takes normalised float crops [B, 3, H, W] and returns heatmaps
+            [B, K, h, w] (or one tensor per stack, the last one being used). Put into eval mode while
+            posing and restored afterwards; BatchNorm is folded into a copy when ``test.fast``.
+        codec: the heatmap geometry the network was trained with.
+        schema: the keypoint schema (K joints, left/right flip pairs).
+        test: inference settings (batch size, flip test, decoder, AMP, fast/compile/engine).
+        device: where the network runs; ``model`` must already be there unless ``test.fast`` (which moves
+            its copy).
+        padding: factor by which each aspect-fixed box is grown into its crop region.
+        workers: DataLoader workers that read and crop pictures (0: in this process).
+        on_error: what an unreadable picture does: stop with its :class:`DataError` ("raise"), or be
+            listed in :attr:`PosedInstances.skipped` ("skip").
     """
 
     def __init__(self, model: nn.Module, codec: HeatmapCodec, schema: KeypointSchema, test: TestConfig,
@@ -55,33 +74,82 @@ class Poser:
     @classmethod
     def from_config(cls, model: nn.Module, cfg: Config, device: torch.device,
                     on_error: OnError | None = None) -> Poser:
-        """A poser with ``cfg``'s codec, schema, test settings, padding, loader workers and ``data.on_error``."""
+        """Build a poser from a run configuration, so every command poses with the settings it trained with.
+
+        Args:
+            model: the pose network (see :class:`Poser`).
+            cfg: the run configuration; its codec, schema, ``test``, ``data.padding``, ``train.workers`` and
+                ``data.on_error`` are used.
+            device: where the network runs.
+            on_error: overrides ``cfg.data.on_error`` when given.
+
+        Returns:
+            Poser: the configured poser.
+        """
         return cls(model, build_codec(cfg), build_schema(cfg), cfg.test, device, cfg.data.padding,
                    cfg.train.workers, on_error or cfg.data.on_error)
 
     @classmethod
-    def from_checkpoint(cls, cfg: Config, checkpoint: str | Path, device: torch.device,
+    def from_checkpoint(cls, cfg: Config, checkpoint: Checkpoint, device: torch.device,
                         on_error: OnError | None = None) -> Poser:
-        """:meth:`from_config` with ``cfg``'s network holding the weights of ``checkpoint``
-        (:func:`~okspose.builders.checkpoint_model`)."""
+        """Build a poser for a saved checkpoint: :meth:`from_config` with ``cfg``'s network holding its weights.
+
+        Args:
+            cfg: the run configuration (network, codec, schema, test settings).
+            checkpoint: the weights to load (see :func:`~okspose.models.build.checkpoint_model`).
+            device: where the network runs; the model is moved there.
+            on_error: overrides ``cfg.data.on_error`` when given.
+
+        Returns:
+            Poser: the configured poser.
+        """
         return cls.from_config(checkpoint_model(cfg, checkpoint).to(device), cfg, device, on_error)
 
     def pose(self, records: PersonRecords, progress: bool = False) -> PosedInstances:
-        """Pose ``records``, reading each picture from its file once (in loader workers when configured)."""
+        """Pose every record's box, reading each picture from its file once (in loader workers when configured).
+
+        Args:
+            records: N person records (boxes ``xywh`` in image pixels, box scores, image paths and ids).
+            progress: show a progress bar over pictures.
+
+        Returns:
+            PosedInstances: the records whose picture could be read, their keypoints [M, K, 3] (x, y in image
+            pixels, joint score), crop areas [M] and the messages of skipped pictures.
+        """
         return self._posed(records, *self.keypoints_of(records, progress))
 
     def keypoints_of(self, records: PersonRecords, progress: bool = False) -> tuple[np.ndarray, np.ndarray,
                                                                                      list[str]]:
-        """(keypoints [N, K, 3] aligned with ``records``, mask [N] of the posed ones, messages of the
-        pictures that could not be read)."""
+        """Pose every record's box and return raw arrays aligned with ``records`` (no instance selection).
+
+        Args:
+            records: N person records (boxes ``xywh`` in image pixels, image paths).
+            progress: show a progress bar over pictures.
+
+        Returns:
+            tuple:
+            - keypoints (np.ndarray): float64 [N, K, 3], (x, y) in image pixels and the joint score; rows
+              of unread pictures stay zero.
+            - done (np.ndarray): bool [N], True for the records that were posed.
+            - skipped (list[str]): one message per picture that could not be read (``on_error="skip"``).
+        """
         dataset = ImageCrops(records, self.codec.input_size, self.padding, self.on_error)
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.workers,
                             pin_memory=self.device.type == "cuda")
-        return self._run(tqdm(loader, desc="pose", unit="img", disable=not progress, leave=False), len(records))
+        return self._run(progress_bar(loader, desc="pose", unit="img", enabled=progress, leave=False), len(records))
 
     def pose_decoded(self, images: Mapping[int, np.ndarray], records: PersonRecords) -> PosedInstances:
-        """Pose ``records`` on pictures already in memory: ``images[image_id]`` is the RGB uint8 picture of
-        every record with that ``image_id`` (a picture decoded for a detector, a video frame)."""
+        """Pose records on pictures already in memory (a picture decoded for a detector, a video frame).
+
+        Args:
+            images: ``images[image_id]`` is the RGB uint8 picture [H, W, 3] of every record with that
+                ``image_id``; every image id of ``records`` must be present.
+            records: N person records (boxes ``xywh`` in image pixels); their paths are not read.
+
+        Returns:
+            PosedInstances: all N records, their keypoints [N, K, 3] (x, y in image pixels, joint score) and
+            crop areas [N]; ``skipped`` is empty.
+        """
         centers, scales = person_centers_scales(records, self.codec.input_size, self.padding)
 
         def items() -> Iterator[dict]:
@@ -111,7 +179,16 @@ class Poser:
         return keypoints, done, skipped
 
     def crop_keypoints(self, crops: torch.Tensor, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """Image-space keypoints [B, K, 3] (x, y, heatmap maximum) of uint8 crops [B, 3, H, W]."""
+        """Run the network on a batch of crops and map the decoded keypoints back to the image.
+
+        Args:
+            crops: uint8 RGB crops [B, 3, H, W] with ``(W, H) = codec.input_size``, unrotated and unflipped.
+            centers: [B, 2] (x, y) crop-region centres in image pixels.
+            scales: [B, 2] (width, height) of the crop regions in image pixels.
+
+        Returns:
+            np.ndarray: float64 [B, K, 3], (x, y) in image pixels and the heatmap maximum as joint score.
+        """
         images = normalize_images(crops, self.device, self.channels_last)
         self._prepare(len(crops))
         heatmaps = predict_heatmaps(self.net, images, self.flip_index, self.amp_dtype, self.max_crops)
@@ -179,9 +256,28 @@ def predict_keypoints(
     on_error: OnError = "raise",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Image keypoints [N, K, 3] (x, y, joint score) of every record's box, aligned with ``records``, and
-    a mask [N] of the records whose picture could be read (False rows stay zero). No detector involved:
-    the function to pose known boxes, e.g. ground-truth persons for hard-example mining."""
+    """Pose known boxes with a one-off :class:`Poser`, e.g. ground-truth persons for hard-example mining.
+
+    No detector and no instance selection are involved: every record's box is posed as it is.
+
+    Args:
+        model: the pose network (see :class:`Poser`).
+        records: N person records (boxes ``xywh`` in image pixels, image paths).
+        codec: the heatmap geometry the network was trained with.
+        schema: the keypoint schema (K joints).
+        test_cfg: inference settings (batch size, flip test, decoder, ...).
+        device: where the network runs.
+        workers: DataLoader workers that read and crop pictures.
+        padding: factor by which each aspect-fixed box is grown into its crop region.
+        on_error: "raise" or "skip" for unreadable pictures.
+        progress: show a progress bar over pictures.
+
+    Returns:
+        tuple:
+        - keypoints (np.ndarray): float64 [N, K, 3], (x, y) in image pixels and the joint score, aligned
+          with ``records``; rows of unread pictures stay zero.
+        - done (np.ndarray): bool [N], True for the records whose picture could be read.
+    """
     poser = Poser(model, codec, schema, test_cfg, device, padding, workers, on_error)
     keypoints, done, _ = poser.keypoints_of(records, progress)
     return keypoints, done

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from okspose.data.coco import SkipReport, read_json
+from okspose.data.records import SkipReport
 from okspose.errors import ConfigError, DataError
-from okspose.instances import Detections
+from okspose.fileio import read_json
+from okspose.inference.instances import Detections
 
 DEFAULT_TOP_K = 20
 DEFAULT_SCORE_FLOOR = 0.0

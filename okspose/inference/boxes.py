@@ -1,6 +1,7 @@
-"""Where the person boxes of ``test``, ``ablation``, ``predict`` and the demo come from: ground truth, a
-detections file (checked against the images), or a detector run on pictures decoded once for both the
-detector and the pose network."""
+"""Where person boxes come from (ground truth, a detections file checked against the images, or a detector
+run on pictures decoded once for both the detector and the pose network), and the pass that poses the val
+split with them, sharded over the processes of a ``torchrun`` job: each rank poses its share of the
+images and every rank gets all the poses."""
 
 from __future__ import annotations
 
@@ -12,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from okspose.commands.demo_detector import load_synthetic_detector
 from okspose.config import Config
-from okspose.data.coco import PersonRecords, SkipReport, read_annotation_file
+from okspose.data.build import build_records
 from okspose.data.crops import ImageFiles, as_is
-from okspose.detections import read_detections
-from okspose.detector import PersonDetector
-from okspose.engine.distributed import DistInfo, shard
-from okspose.engine.validation import gather_posed, pose_val_gt
+from okspose.data.records import PersonRecords, SkipReport, read_annotation_file
+from okspose.distributed import DistInfo, gather_lists, shard
 from okspose.errors import OksposeError
-from okspose.inference import resolve_amp
-from okspose.instances import Detections, PosedInstances, records_from_detections
-from okspose.posing import Poser
+from okspose.inference.detections import read_detections
+from okspose.inference.detector import PersonDetector
+from okspose.inference.instances import Detections, PosedInstances, records_from_detections, records_of_images
+from okspose.inference.poser import Poser
+from okspose.inference.runtime import resolve_amp
+from okspose.inference.synthetic_detector import load_synthetic_detector
+from okspose.progress import progress as progress_bar
 
 # Pictures decoded and held at once on the detector path (and for videos in predict): enough to keep the
 # pose batches full, few enough that a long video never holds more than this many frames.
@@ -38,6 +39,21 @@ class BoxSource:
 
     kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "mobilenet" | "synthetic"
     path: str | None = None  # detections file, or detector weights
+
+    @classmethod
+    def choose(cls, detections: str | None = None, detector: str | None = None,
+               weights: str | None = None) -> BoxSource:
+        """The source a command's ``--detections`` / ``--detector [--detector-weights]`` name; ground
+        truth when neither is given."""
+        if detections:
+            return cls("detections", detections)
+        if detector:
+            return cls(detector, weights)
+        return cls("gt")
+
+    @property
+    def is_gt(self) -> bool:
+        return self.kind == "gt"
 
     def describe(self) -> str:
         return {"gt": "ground-truth boxes", "detections": f"detections from {self.path}",
@@ -83,7 +99,7 @@ def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[in
     loader = DataLoader(ImageFiles(image_paths, poser.on_error), batch_size=None, collate_fn=as_is,
                         num_workers=poser.workers,
                         prefetch_factor=CHUNK_IMAGES // poser.workers if poser.workers else None)
-    items = iter(tqdm(loader, desc="detect+pose", unit="img", disable=not progress, leave=False))
+    items = iter(progress_bar(loader, desc="detect+pose", unit="img", enabled=progress, leave=False))
     parts = []
     while chunk := list(itertools.islice(items, CHUNK_IMAGES)):
         images = {item["id"]: item["image"] for item in chunk if "image" in item}
@@ -92,6 +108,36 @@ def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[in
         posed.skipped += [item["error"] for item in chunk if "error" in item]
         parts.append(posed)
     return PosedInstances.concat(parts, poser.schema.num_joints)
+
+
+def val_image_ids(cfg: Config, records: PersonRecords) -> list[int]:
+    """The images an evaluation covers: every image of the val annotation file, or the images of the
+    persons kept when ``data.max_val_persons`` cuts the set short."""
+    if cfg.data.max_val_persons > 0:
+        return sorted(set(records.image_ids.tolist()))
+    return sorted(int(im["id"]) for im in read_annotation_file(cfg.data_path("val_ann"))["images"])
+
+
+def gather_posed(posed: PosedInstances, info: DistInfo, num_joints: int) -> PosedInstances:
+    """Every rank's poses, concatenated (on every rank)."""
+    if not info.distributed:
+        return posed
+    return PosedInstances.concat(gather_lists([posed], info), num_joints)
+
+
+def pose_val_gt(poser: Poser, cfg: Config, info: DistInfo,
+                progress: bool = False) -> tuple[PosedInstances, list[int], SkipReport]:
+    """Run on every rank: pose the ground-truth persons of this rank's share of the val images.
+
+    Returns the poses of all ranks, the image ids to evaluate over, and what loading the val records
+    skipped (``data.on_error=skip``).
+    """
+    report = SkipReport()
+    records = build_records(cfg, "val", report)
+    ids = val_image_ids(cfg, records)
+    mine = records_of_images(records, shard(ids, info))
+    posed = poser.pose(mine, progress and info.is_main)
+    return gather_posed(posed, info, poser.schema.num_joints), ids, report
 
 
 def val_image_paths(cfg: Config) -> dict[int, str]:

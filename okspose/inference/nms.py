@@ -1,9 +1,12 @@
 """Instance post-processing after the pose network: rescoring, IoU-NMS on boxes, OKS-NMS on poses.
 
-The seed scores each person as box score x keypoint score, then removes duplicates by IoU-NMS (0.6) and
-OKS-NMS (0.5), both greedy: visit by descending score (ties in input order), keep one unless a kept one
-overlaps it above the threshold. OKS-NMS is one broadcast pairwise OKS matrix and one greedy pass: with the
-seed's 20 boxes per image well under a millisecond, against hundreds spent posing.
+Team OKS's pipeline scores each person as box score x keypoint score, then removes duplicates by IoU-NMS
+(threshold 0.6) and OKS-NMS (0.5), both greedy: visit by descending score (ties in input order), keep one
+unless a kept one overlaps it above the threshold. OKS-NMS is one broadcast pairwise OKS matrix and one
+greedy pass, cheap next to posing.
+
+Notation: N candidates, K joints. Boxes are ``xywh`` in image pixels, areas in square image pixels, and
+poses [N, K, 3] arrays of (x, y) in image pixels and a joint score.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ _BLOCK = 1 << 16
 
 
 def keypoint_instance_score(joint_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
-    """Mean of the joint scores [N, K] above ``thr`` (0 if none) per instance [N]: occluded joints do not count."""
+    """Score each pose by its confident joints only, so occluded (low-scoring) joints do not drag it down.
+
+    Args:
+        joint_scores: [N, K] joint scores (heatmap maxima, about [0, 1]).
+        thr: joints scoring strictly above this count.
+
+    Returns:
+        np.ndarray: float64 [N], the mean of the counted joint scores, or 0.0 where no joint counts.
+    """
     conf = np.asarray(joint_scores, dtype=np.float64)
     above = conf > thr
     count = above.sum(-1)
@@ -37,10 +48,22 @@ def keypoint_instance_score(joint_scores: np.ndarray, thr: float = 0.2) -> np.nd
 def rescore(
     box_scores: np.ndarray, keypoint_scores: np.ndarray, mode: RescoreMode = "box*keypoint", kpt_thr: float = 0.2
 ) -> np.ndarray:
-    """Instance score [N] used to rank poses for OKS-NMS and the COCO metric.
+    """Combine box and keypoint confidence into the instance score that ranks poses for NMS and the COCO metric.
 
-    ``keypoint_scores``: joint scores [N, K] (see :func:`keypoint_instance_score`) or one per instance [N].
-    The seed multiplies both, so a confident box with a diffuse pose ranks below one whose joints were found.
+    Team OKS multiplies both, so a confident box with a diffuse pose ranks below one whose joints were found.
+
+    Args:
+        box_scores: [N] detector box scores (1 for ground-truth boxes).
+        keypoint_scores: joint scores [N, K] (reduced by :func:`keypoint_instance_score`) or one per
+            instance [N].
+        mode: ``"box"``, ``"keypoint"`` or ``"box*keypoint"`` (their product).
+        kpt_thr: joint-score threshold used when ``keypoint_scores`` is [N, K].
+
+    Returns:
+        np.ndarray: float64 [N], a new array.
+
+    Raises:
+        ValueError: on mismatched shapes or an unknown ``mode``.
     """
     box = np.asarray(box_scores, dtype=np.float64)
     kpt = np.asarray(keypoint_scores, dtype=np.float64)
@@ -63,11 +86,25 @@ def _stable_order(scores: np.ndarray) -> np.ndarray:
 def iou_nms(
     boxes_xywh: np.ndarray, scores: np.ndarray, thr: float = 0.6, group: np.ndarray | None = None
 ) -> np.ndarray:
-    """Greedy IoU-NMS keep indices (int64, by descending score, ties in input order).
+    """Remove duplicate detections by greedy IoU-NMS on their boxes, with a deterministic tie order.
 
     A box is dropped when a kept box of the same ``group`` (e.g. image) overlaps it by IoU > thr (areas
     w * h, torchvision's). One ``batched_nms`` call for all groups, given the stable rank as score since
     torchvision breaks ties in no defined order.
+
+    Args:
+        boxes_xywh: [N, 4] ``xywh`` boxes in image pixels.
+        scores: [N] instance scores; higher is visited first, ties in input order.
+        thr: IoU above which a box is suppressed, in [0, 1].
+        group: [N] integer labels (e.g. image ids); boxes of different groups never suppress each other.
+            None: one group.
+
+    Returns:
+        np.ndarray: int64 [M] indices into the input of the kept boxes, by descending score (ties in input
+        order), over all groups together.
+
+    Raises:
+        ValueError: when ``scores`` is not [N].
     """
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     n = len(boxes)
@@ -90,9 +127,20 @@ def iou_nms(
 
 
 def crop_areas(boxes_xywh: np.ndarray, aspect_ratio: float, padding: float) -> np.ndarray:
-    """Area [N] of the region each box is posed from: widened to the input's aspect ratio (w / h), then
-    padded. HRNet and mmpose scale OKS-NMS by it (``test.oks_area=crop``); it is >= padding**2 times the
-    box's w * h that the seed used (``box``), so the same OKS threshold suppresses more."""
+    """Area of the region each box is posed from, the OKS-NMS scale of HRNet and mmpose (``test.oks_area=crop``).
+
+    The box is widened to the input's aspect ratio, then padded (:func:`box_to_center_scale`), so the area
+    is >= padding**2 times the box's w * h that Team OKS uses (``box``): the same OKS threshold suppresses
+    more.
+
+    Args:
+        boxes_xywh: [N, 4] ``xywh`` boxes in image pixels.
+        aspect_ratio: width / height of the network input.
+        padding: the crop padding factor used when posing.
+
+    Returns:
+        np.ndarray: float64 [N] areas in square image pixels.
+    """
     return np.prod(box_to_center_scale(boxes_xywh, aspect_ratio, padding)[1], axis=1)
 
 
@@ -113,12 +161,24 @@ def _check_candidates(kpts: np.ndarray, scores: np.ndarray, areas: np.ndarray, s
 def oks_matrix(
     kpts: np.ndarray, areas: np.ndarray, sigmas: Sequence[float] = COCO17.sigmas, vis_thr: float | None = None
 ) -> np.ndarray:
-    """Pairwise object keypoint similarity [N, N] between poses ``kpts`` [N, K, 3] (x, y, score).
+    """Pairwise object keypoint similarity between poses, the overlap measure of OKS-NMS.
 
     OKS_ij = mean_k exp(-d_ijk^2 / (2 s_ij^2 kappa_k^2)), kappa_k = 2 sigma_k, with the mean of the two
-    areas as scale s_ij^2 = (a_i + a_j) / 2 (+ eps) as in the seed, HRNet and mmpose: a symmetric matrix.
-    With ``vis_thr`` only joints scoring above it in *both* poses count (mmpose 1.x's ``&``; HRNet's
-    ``list(..) and list(..)`` checks only the second pose), and a pair with none has OKS 0.
+    areas as scale s_ij^2 = (a_i + a_j) / 2 (+ eps) as in Team OKS's code, HRNet and mmpose: a symmetric
+    matrix. With ``vis_thr`` only joints scoring above it in *both* poses count (mmpose 1.x's ``&``;
+    HRNet's ``list(..) and list(..)`` checks only the second pose), and a pair with none has OKS 0.
+
+    Args:
+        kpts: [N, K, 3] poses, (x, y) in image pixels and joint score; finite values only.
+        areas: [N] pose scales in square image pixels (box w * h or :func:`crop_areas`).
+        sigmas: [K] per-joint OKS falloffs (COCO-17's by default).
+        vis_thr: joint-score threshold for a joint to count, or None to count every joint.
+
+    Returns:
+        np.ndarray: float64 [N, N] OKS values in [0, 1], symmetric, computed in row blocks to bound memory.
+
+    Raises:
+        ValueError: on bad shapes or non-finite inputs.
     """
     kpts, _, areas, sigmas = _check_candidates(kpts, np.zeros(len(kpts)), areas, sigmas)
     n, k = kpts.shape[:2]
@@ -138,9 +198,16 @@ def oks_matrix(
 
 
 def greedy_keep(suppress: np.ndarray) -> np.ndarray:
-    """Boolean keep mask of greedy NMS over candidates in visiting order.
+    """Run the greedy pass shared by the hard NMS variants on a precomputed suppression matrix.
 
-    ``suppress[a, b]`` (only a < b is read): keeping ``a`` removes ``b``; a removed one removes nothing.
+    A removed candidate removes nothing, which is what makes the result depend on the visiting order.
+
+    Args:
+        suppress: bool [N, N] over candidates already in visiting order; ``suppress[a, b]`` (only a < b is
+            read) means keeping ``a`` removes ``b``.
+
+    Returns:
+        np.ndarray: bool [N] keep mask, in the same (visiting) order.
     """
     keep = np.ones(len(suppress), dtype=bool)
     for a in range(len(suppress)):
@@ -157,10 +224,25 @@ def oks_nms(
     sigmas: Sequence[float] = COCO17.sigmas,
     vis_thr: float | None = None,
 ) -> np.ndarray:
-    """Greedy OKS-NMS keep indices (int64 into the input, by descending score, ties in input order).
+    """Remove duplicate poses of one picture by greedy OKS-NMS.
 
     Exactly the keep list of: visit candidates by ``np.argsort(-scores, kind="stable")``; keep one unless a
     previously kept pose has OKS > ``thr`` with it.
+
+    Args:
+        kpts: [N, K, 3] poses of one picture, (x, y) in image pixels and joint score.
+        scores: [N] instance scores (see :func:`rescore`).
+        areas: [N] pose scales in square image pixels (box w * h or :func:`crop_areas`).
+        thr: OKS above which a pose is suppressed, in [0, 1].
+        sigmas: [K] per-joint OKS falloffs.
+        vis_thr: joint-score threshold for :func:`oks_matrix`, or None to count every joint.
+
+    Returns:
+        np.ndarray: int64 [M] indices into the input of the kept poses, by descending score (ties in input
+        order).
+
+    Raises:
+        ValueError: on bad shapes or non-finite inputs.
     """
     kpts, scores, areas, sigmas = _check_candidates(kpts, scores, areas, sigmas)
     order = _stable_order(scores)
@@ -178,11 +260,29 @@ def soft_oks_nms(
     max_dets: int = 20,
     method: Literal["gaussian", "linear"] = "gaussian",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Soft OKS-NMS: instead of dropping overlapping poses, lower their scores; returns (keep, new_scores).
+    """Soft OKS-NMS: lower the scores of overlapping poses instead of dropping them, as in mmpose.
 
     Take the highest-scoring remaining pose p (ties in input order) and decay each remaining q by
     ``exp(-OKS_pq^2 / thr)`` (gaussian) or ``1 - OKS_pq`` where OKS_pq >= thr (linear), until ``max_dets``
-    are taken; ``keep`` in the order taken, ``new_scores`` their decayed scores then, as in mmpose.
+    are taken.
+
+    Args:
+        kpts: [N, K, 3] poses of one picture, (x, y) in image pixels and joint score.
+        scores: [N] instance scores (see :func:`rescore`).
+        areas: [N] pose scales in square image pixels (box w * h or :func:`crop_areas`).
+        thr: gaussian: the decay's width; linear: the OKS from which scores decay.
+        sigmas: [K] per-joint OKS falloffs.
+        vis_thr: joint-score threshold for :func:`oks_matrix`, or None to count every joint.
+        max_dets: most poses taken.
+        method: ``"gaussian"`` or ``"linear"`` decay.
+
+    Returns:
+        tuple:
+        - keep (np.ndarray): int64 [M] indices into the input in the order taken, M = min(max_dets, N).
+        - new_scores (np.ndarray): float64 [M], each taken pose's decayed score when it was taken.
+
+    Raises:
+        ValueError: on bad shapes, non-finite inputs or an unknown ``method``.
     """
     kpts, scores, areas, sigmas = _check_candidates(kpts, scores, areas, sigmas)
     if method not in ("gaussian", "linear"):

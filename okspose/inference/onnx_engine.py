@@ -2,7 +2,7 @@
 
 The graph takes normalised float32 crops ``input`` [batch, 3, H, W] (batch dynamic) and returns the
 last stack's heatmaps ``heatmaps`` [batch, K, H/4, W/4]; input normalisation and the flip test stay in
-okspose (:mod:`okspose.inference`), so an ONNX engine is a drop-in for the PyTorch network. Exported with
+okspose (:mod:`okspose.inference.runtime`), so an ONNX engine is a drop-in for the PyTorch network. Exported with
 ``torch.onnx.export(dynamo=True)`` (``torch.export`` underneath; needs ``onnxscript``), the exporter
 PyTorch develops; the TorchScript one is deprecated. Needs the ``onnx`` extra
 (``pip install okspose[onnx]``).
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from okspose.compiled import FinalHeatmaps
 from okspose.errors import OksposeError
+from okspose.inference.compiled import FinalHeatmaps
 from okspose.models.fuse import fold_batchnorm
 
 INPUT, OUTPUT = "input", "heatmaps"

@@ -21,10 +21,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from okspose.data.coco import DataError, read_annotation_file, read_image
-from okspose.detections import DEFAULT_SCORE_FLOOR, DEFAULT_TOP_K
-from okspose.detector import MIN_CANDIDATE_SCORE, DetectorWeightsError, PersonDetector
+from okspose.data.records import DataError, read_annotation_file, read_image
 from okspose.fileio import save_checkpoint
+from okspose.inference.detections import DEFAULT_SCORE_FLOOR, DEFAULT_TOP_K
+from okspose.inference.detector import MIN_CANDIDATE_SCORE, DetectorWeightsError, PersonDetector
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

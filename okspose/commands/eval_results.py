@@ -1,0 +1,16 @@
+"""``okspose eval-results``: COCO keypoint AP/AR of a results file against an annotation file (pycocotools).
+Imports no torch: evaluating a results file needs none."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from okspose.evaluation import evaluate_keypoints, format_stats
+from okspose.keypoints import get_schema
+
+
+def run(args: argparse.Namespace) -> int:
+    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas)
+    print(json.dumps(stats) if args.json else format_stats(stats))
+    return 0

@@ -1,0 +1,1 @@
+"""The inference layer: person boxes -> poses -> rescoring/NMS -> COCO results and metrics."""

@@ -1,0 +1,60 @@
+"""A command's settings: the checkpoint's own config, updated by the config file and the overrides, checked
+before any work so that a setting that cannot run stops with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from okspose.checkpoints import Checkpoint
+from okspose.config import Config, build_schema, load_config
+from okspose.errors import CheckpointError, ConfigError
+from okspose.models.build import model_geometry
+
+
+def check_config(cfg: Config) -> None:
+    """Settings that cannot build a working network or run raise a :class:`ConfigError` naming the values."""
+    for section, key in (("train", "batch_size"), ("test", "batch_size"), ("test", "det_top_k")):
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1, got {getattr(getattr(cfg, section), key)}")
+    if cfg.test.cpu_max_crops < 0:
+        raise ConfigError(f"test.cpu_max_crops must be 0 (no cap) or more, got {cfg.test.cpu_max_crops}")
+    m = cfg.model
+    if m.num_stacks < 1 or m.depth < 1 or m.num_features < 2 or m.num_features % 2:
+        raise ConfigError(f"model: need num_stacks >= 1, depth >= 1 and an even num_features, got "
+                          f"num_stacks={m.num_stacks} depth={m.depth} num_features={m.num_features}")
+    build_schema(cfg)
+    stride, multiple = model_geometry(cfg)
+    (w, h), (hw, hh) = cfg.data.input_size, cfg.data.heatmap_size
+    if w != hw * stride or h != hh * stride:
+        raise ConfigError(f"data.input_size {w}x{h} / data.heatmap_size {hw}x{hh} must equal the network's "
+                          f"stride {stride} in both axes (heatmap_size [{w / stride:g}, {h / stride:g}])")
+    if w % multiple or h % multiple:
+        raise ConfigError(f"data.input_size {w}x{h}: both sides must be multiples of {multiple} (stride {stride} "
+                          f"x 2**model.depth, depth {m.depth})")
+
+
+def load_run_config(config: str | Path | None, overrides: list[str] | None = None,
+                    checkpoint: Checkpoint | None = None) -> Config:
+    """The config of a command: the checkpoint's own settings (when it carries them), updated by the
+    config file and overrides, checked; a change that does not fit the checkpoint's weights is an error."""
+    trained = checkpoint.config if checkpoint is not None else None
+    if config is None and trained is None:
+        if checkpoint is None:
+            raise ConfigError("no config given")
+        raise CheckpointError(f"{checkpoint.path} does not carry its settings (an older or a bare checkpoint): "
+                              "give the config it was trained with")
+    cfg = load_config(config, overrides, base=trained)
+    if checkpoint is not None:
+        checkpoint.check_fits(cfg.to_dict())
+    check_config(cfg)
+    return cfg
+
+
+def command_config(config: str | Path | None, overrides: list[str] | None = None,
+                   checkpoint: str | Path | None = None,
+                   engine: str | None = None) -> tuple[Config, Checkpoint | None]:
+    """A command's config and its checkpoint, read once: the checkpoint's settings updated by CONFIG, the
+    overrides and ``--engine`` (``test.engine``), checked; the same dict then gives the weights."""
+    ckpt = Checkpoint.read(checkpoint) if checkpoint is not None else None
+    extra = [f"test.engine={engine}"] if engine else []
+    return load_run_config(config, [*(overrides or []), *extra], ckpt), ckpt
