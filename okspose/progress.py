@@ -35,6 +35,9 @@ class LogProgress:
         if time.perf_counter() - self.last >= self.interval:
             self._line()
 
+    def refresh(self) -> None:
+        """Nothing to redraw: the next line shows the new count and total."""
+
     def set_postfix(self, **values: Any) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
