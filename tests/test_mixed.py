@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS, SHARED_DATA
+from torch.utils.data import DataLoader
 
 from okspose.config import load_config
 from okspose.data.build import build_train_dataset
@@ -48,12 +49,43 @@ def test_sampler_shards_are_disjoint_equal_and_cover_the_epoch() -> None:
     for s in ranks:
         s.set_epoch(2)
     shares = [list(s) for s in ranks]
-    assert len(shares[0]) == len(shares[1]) == len(ranks[0]) == 51  # 101 rounded up to 102
+    assert len(shares[0]) == len(shares[1]) == len(ranks[0]) == 51  # 101 padded to 102
     epoch = ranks[0].epoch_indices()
     assert np.array_equal(epoch, ranks[1].epoch_indices())
     assert np.array_equal(np.sort(np.r_[shares[0], shares[1]]), np.sort(epoch))  # disjoint positions, all of them
-    assert (ranks[0].counts() + ranks[1].counts()).tolist() == [26, 76] == ranks[0].quotas().tolist()
-    assert len(full) == 101 and full.quotas().tolist() == [25, 76]
+    assert ranks[0].quotas().tolist() == full.quotas().tolist() == [25, 76]
+    assert (ranks[0].counts() + ranks[1].counts()).sum() == 102 and len(full) == 101
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize(("sizes", "weights", "num_samples"), [
+    ([17], [1.0], None),  # 17 persons, one set
+    ([9, 5, 3], [2.0, 1.0, 1.0], None),  # 17 persons, three weighted sets
+    ([60, 25], [1.0, 3.0], 101),
+])
+def test_w_processes_see_the_one_process_epoch_in_its_order(sizes, weights, num_samples, world_size) -> None:
+    """Interleaving the W ranks' shares gives the one-process epoch, then its first indices as padding; step
+    k of W ranks with batch B holds exactly the one-process step k with batch W*B."""
+    full = MixedSampler(sizes, weights, num_samples=num_samples, seed=5)
+    ranks = [MixedSampler(sizes, weights, num_samples=num_samples, seed=5, rank=r, world_size=world_size)
+             for r in range(world_size)]
+    for s in [full, *ranks]:
+        s.set_epoch(3)
+    one = list(full)
+    n, batch = len(one), 2
+    total = -(-n // world_size) * world_size
+    together = np.empty(total, dtype=np.int64)
+    for r, s in enumerate(ranks):
+        together[r::world_size] = list(s)
+    assert n % world_size  # the case in question
+    assert together[:n].tolist() == one and together[n:].tolist() == one[:total - n]
+    # What the engine does with the sampler: a DataLoader of batch B per rank, drop_last=False.
+    single = [b.tolist() for b in DataLoader(range(10**4), batch_size=world_size * batch, sampler=full)]
+    shards = [[b.tolist() for b in DataLoader(range(10**4), batch_size=batch, sampler=s)] for s in ranks]
+    assert {len(s) for s in shards} == {len(single)} and len(ranks[0]) == total // world_size
+    for k, step in enumerate(single):
+        seen = [s[k][j] for j in range(len(shards[0][k])) for s in shards]  # rank shares back in epoch order
+        assert seen[:len(step)] == step and seen[len(step):] == one[:len(seen) - len(step)]
 
 
 def _joint_config(coco_mini: Path, extra: list[str] | None = None):

@@ -14,11 +14,13 @@ from okspose.config import Config
 class MixedSampler(Sampler[int]):
     """Indices into the concatenation of data sets of ``sizes``, mixed by ``weights``.
 
-    Each epoch has ``num_samples`` draws (default: all persons of all sets), rounded up to a multiple of
-    ``world_size``; set i gets round(total * w_i / sum(w)) of them (largest remainders), drawn without
-    replacement within the set until it is used up, then from a fresh permutation; all draws are shuffled
-    together. Everything depends on (seed, epoch) alone, so every rank computes the same epoch and rank r
-    takes positions r, r + W, r + 2W, ...: disjoint, equal-length shares whose union is the epoch.
+    Each epoch has ``num_samples`` draws (default: all persons of all sets); set i gets
+    round(n * w_i / sum(w)) of them (largest remainders), drawn without replacement within the set until it
+    is used up, then from a fresh permutation; all draws are shuffled together. Everything depends on
+    (seed, epoch) alone, never on ``world_size``, so every rank computes the one-process epoch. Like torch's
+    ``DistributedSampler``, W ranks pad it to a multiple of W by repeating its first indices, and rank r
+    takes positions r, r + W, r + 2W, ...: disjoint, equal-length shares, and step k of W ranks with
+    batch B holds the one-process step k with batch W*B (the last step also the up to W - 1 repeats).
     """
 
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], num_samples: int | None = None,
@@ -31,8 +33,8 @@ class MixedSampler(Sampler[int]):
             raise ValueError(f"a set with weight > 0 is empty: sizes {sizes}, weights {weights}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} not in 0..{world_size - 1}")
-        n = int(self.sizes.sum()) if num_samples is None else num_samples
-        self.total = math.ceil(n / world_size) * world_size
+        self.num_samples = int(self.sizes.sum()) if num_samples is None else num_samples
+        self.total = math.ceil(self.num_samples / world_size) * world_size
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
 
@@ -40,22 +42,23 @@ class MixedSampler(Sampler[int]):
         self.epoch = epoch
 
     def quotas(self) -> np.ndarray:
-        """Draws per set in one epoch (all ranks together)."""
-        raw = self.total * self.weights / self.weights.sum()
+        """Draws per set in one epoch (all ranks together, the padding's repeats not counted)."""
+        raw = self.num_samples * self.weights / self.weights.sum()
         quota = np.floor(raw).astype(np.int64)
-        rest = self.total - quota.sum()
+        rest = self.num_samples - quota.sum()
         quota[np.argsort(-(raw - quota), kind="stable")[:rest]] += 1
         return quota
 
     def epoch_indices(self) -> np.ndarray:
-        """The whole epoch's indices, before sharding."""
+        """The whole epoch's indices, padded for the ranks, before sharding."""
         rng = np.random.default_rng([self.seed, self.epoch])
         draws = []
         for size, quota, offset in zip(self.sizes, self.quotas(), self.offsets):
             if quota:
                 perms = [rng.permutation(size) for _ in range(-(-quota // size))]
                 draws.append(np.concatenate(perms)[:quota] + offset)
-        return rng.permutation(np.concatenate(draws))
+        epoch = rng.permutation(np.concatenate(draws))
+        return np.resize(epoch, self.total)  # repeats the epoch from its start up to a multiple of W
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.epoch_indices()[self.rank::self.world_size].tolist())

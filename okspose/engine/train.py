@@ -214,7 +214,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     dataset = ReplaceUnreadable(train_set)
     # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
     # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W
-    # processes with batch B.
+    # processes with batch B (the last step also the padding's repeats).
     sampler = mixed_sampler(cfg, sizes, info.rank, info.world_size)
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
                         collate_fn=default_collate, pin_memory=info.device.type == "cuda",
