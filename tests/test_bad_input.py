@@ -97,6 +97,27 @@ def test_bad_record_is_skipped_and_counted(small_set, how):
     assert report.total == 1 and str(ann_id) in report.summary()
 
 
+@pytest.mark.parametrize("unlabeled", [
+    {"bbox": [10, 10, 0, 0], "num_keypoints": 0},  # a zero-area box
+    {"bbox": [10, 10, 0, 0]},  # no num_keypoints: every v is 0
+    {"bbox": "box", "num_keypoints": 0},
+    {"bbox": [10, 10, 20, 20], "num_keypoints": 0, "image_id": -1},  # an image that is not listed
+])
+def test_person_without_keypoints_is_ignored_before_other_checks(small_set, unlabeled):
+    """COCO's metric and training ignore a person with no labeled keypoint, so its box is not checked."""
+    tmp, image_dir, data = small_set
+    good = load_person_records(_write(tmp, data), image_dir, COCO17)
+    person = dict({"id": 999999, "image_id": data["images"][0]["id"], "category_id": 1, "iscrowd": 0,
+                   "keypoints": [0] * 51}, **unlabeled)
+    with_it = dict(data, annotations=[*data["annotations"], person])
+    report = SkipReport()
+    records = load_person_records(_write(tmp, with_it), image_dir, COCO17, report=report)
+    assert len(records) == len(good) and report.total == 0
+    person["keypoints"] = [0] * 50  # a malformed list is still an error
+    with pytest.raises(DataError, match="999999.*malformed keypoints"):
+        load_person_records(_write(tmp, with_it), image_dir, COCO17)
+
+
 def test_missing_image(small_set):
     tmp, image_dir, data = small_set
     victim = data["images"][0]["file_name"]

@@ -3,7 +3,8 @@
 Bad input (a missing or undecodable image, a malformed record, a zero-area box, keypoints outside
 the image) either stops with a :class:`DataError` that names the file and the record, or, with
 ``on_error="skip"``, is counted in a :class:`SkipReport`. Annotation problems are found when the
-records are built, so a long epoch never dies half-way on them.
+records are built, so a long epoch never dies half-way on them. A person with no labeled keypoint is
+dropped before any check but its keypoints list's form, as COCO's metric and training ignore it.
 """
 
 from __future__ import annotations
@@ -88,27 +89,36 @@ def read_annotation_file(path: str | Path) -> dict:
     return data
 
 
-def _check_annotation(ann: dict, image: dict, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (box xywh clipped to the image, keypoints [K, 3]); raises ValueError with the reason."""
-    box = ann.get("bbox")
+def _parse_keypoints(ann: dict, num_joints: int) -> np.ndarray:
+    """The keypoints [K, 3]; raises ValueError when the list is malformed."""
     kps = ann.get("keypoints")
-    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
-        raise ValueError("malformed bbox")
     if not isinstance(kps, list) or len(kps) != 3 * num_joints or not all(
         isinstance(v, int | float) and math.isfinite(v) for v in kps
     ):
         raise ValueError(f"malformed keypoints (need {3 * num_joints} numbers)")
+    return np.asarray(kps, dtype=np.float64).reshape(num_joints, 3)
+
+
+def _unlabeled(ann: dict, kp: np.ndarray) -> bool:
+    """No labeled keypoint: COCO's metric and training ignore the person, so nothing else of it is checked."""
+    return ann.get("num_keypoints") == 0 or not (kp[:, 2] > 0).any()
+
+
+def _check_annotation(ann: dict, image: dict, kp: np.ndarray) -> np.ndarray:
+    """The box xywh clipped to the image, after checking it and ``kp``; raises ValueError with the reason."""
+    box = ann.get("bbox")
+    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
+        raise ValueError("malformed bbox")
     w, h = image["width"], image["height"]
     x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
     x1, y1 = min(box[0] + box[2], w), min(box[1] + box[3], h)
     if not (x1 > x0 and y1 > y0):
         raise ValueError(f"zero-area box {box}")
-    kp = np.asarray(kps, dtype=np.float64).reshape(num_joints, 3)
     labeled = kp[:, 2] > 0
     outside = labeled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))
     if outside.any():
         raise ValueError(f"keypoint(s) {np.flatnonzero(outside).tolist()} outside the {w}x{h} image")
-    return np.array([x0, y0, x1 - x0, y1 - y0]), kp
+    return np.array([x0, y0, x1 - x0, y1 - y0])
 
 
 def load_person_records(
@@ -149,15 +159,16 @@ def records_from_coco(
         where = f"{ann_file}: annotation {ann.get('id', f'#{i}')} (image {ann.get('image_id')})"
         image = images.get(ann.get("image_id"))
         try:
+            kp = _parse_keypoints(ann, schema.num_joints)
+            if _unlabeled(ann, kp):
+                continue
             if image is None:
                 raise ValueError("image_id not among the images")
-            box, kp = _check_annotation(ann, image, schema.num_joints)
+            box = _check_annotation(ann, image, kp)
         except ValueError as err:
             if on_error == "raise":
                 raise DataError(f"{where}: {err}") from None
             report.add(str(err).split(" (")[0].split(" [")[0], where)
-            continue
-        if not (kp[:, 2] > 0).any():
             continue
         path = image_dir / image["file_name"]
         if image["id"] not in exists:
