@@ -189,21 +189,49 @@ def records_from_coco(
     )
 
 
+def _jpeg_complete(raw: bytes) -> bool:
+    """Whether a JPEG's segments and scans reach an end-of-image marker; bytes after it do not matter.
+
+    Segments are stepped over by their lengths, so the markers of an EXIF thumbnail inside one are never
+    taken for the picture's; in a scan's data a 0xFF byte is followed by 0x00 (stuffing) or a restart
+    marker, so the next other marker ends the scan. OpenCV would grey-fill a picture cut short instead.
+    """
+    a = np.frombuffer(raw, np.uint8)
+    nxt = a[1:]
+    markers = np.flatnonzero((a[:-1] == 0xFF) & (nxt != 0) & (nxt != 0xFF) & ((nxt < 0xD0) | (nxt > 0xD7)))
+    pos = 2
+    while (k := int(np.searchsorted(markers, pos))) < len(markers):
+        pos = int(markers[k])
+        if raw[pos + 1] == 0xD9:
+            return True
+        pos += 2 if raw[pos + 1] == 0x01 else 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return False
+
+
+def _png_complete(raw: bytes) -> bool:
+    """Whether a PNG's chunks, stepped over by their lengths, reach IEND; bytes after it do not matter."""
+    pos = 8
+    while pos + 8 <= len(raw):
+        if raw[pos + 4:pos + 8] == b"IEND":
+            return pos + 12 <= len(raw)  # with its checksum
+        pos += 12 + int.from_bytes(raw[pos:pos + 4], "big")
+    return False
+
+
 def read_image(path: str) -> np.ndarray:
     """Decode an image to RGB uint8 with OpenCV; a truncated or corrupt file raises DataError.
 
-    OpenCV silently grey-fills a JPEG cut short, so the end-of-image marker is checked first.
+    A JPEG or PNG (known by its first bytes, not its name) must be complete, as OpenCV decodes one cut
+    short without an error.
     """
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read image ({err.strerror})") from None
-    lower = path.lower()
-    tail = raw.rstrip(b"\x00\r\n ")
-    if lower.endswith((".jpg", ".jpeg")) and not tail.endswith(b"\xff\xd9"):
-        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
-    if lower.endswith(".png") and b"IEND" not in raw[-16:]:
-        raise DataError(f"{path}: truncated PNG (no IEND chunk)")
+    if raw.startswith(b"\xff\xd8") and not _jpeg_complete(raw):
+        raise DataError(f"{path}: truncated JPEG (its scans end without an end-of-image marker)")
+    if raw.startswith(b"\x89PNG\r\n\x1a\n") and not _png_complete(raw):
+        raise DataError(f"{path}: truncated PNG (its chunks end without IEND)")
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"{path}: OpenCV cannot decode this image")
