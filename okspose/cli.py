@@ -153,9 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="padded: box at the input aspect ratio x padding (default); box: raw box area")
     p.add_argument("--line", type=float, nargs=4, metavar=("KS0", "N0", "KS1", "N1"),
                    help="the line's two points (default 0.45 1 0.65 17)")
-    p.add_argument("--aspect-ratio", type=float, default=0.75,
-                   help="input width/height for the padded area (default 0.75: HRNet's 192x256)")
-    p.add_argument("--padding", type=float, default=1.25, help="crop padding for the padded area")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="training config whose data.input_size, data.padding and data.selection_* give the rule, "
+                   "as data.selection=true applies it (default: coco_hg8_256, 256x256 input, padding 1.25)")
+    p.add_argument("--aspect-ratio", type=float,
+                   help="input width/height for the padded area (default: the config's; 0.75 is HRNet's 192x256)")
+    p.add_argument("--padding", type=float, help="crop padding for the padded area (default: the config's)")
     p.add_argument("--literal", action="store_true", help="the slide's formula taken literally: s=1, raw box area")
     p.set_defaults(module="select_data")
     p = sub.add_parser("search", help="BlockQNN architecture search (Q-learning; sequential or on Ray)", epilog=EPILOG)

@@ -120,7 +120,7 @@ def test_select_data_on_all_coco_train_labels(coco_train: dict, tmp_path: Path, 
     rc = main(["select-data", "--gt", str(COCO_TRAIN), "--out", str(out), "--report", str(report),
                "--plot", str(plot)])
     assert rc == 0
-    expected = _independent_keep(coco_train, s=0.2, padded=True)
+    expected = _independent_keep(coco_train, s=0.2, padded=True, aspect=1.0)  # coco_hg8_256's 256x256
     kept = json.loads(out.read_text())
     rep = json.loads(report.read_text())
     assert len(coco_train["annotations"]) == 149813
@@ -166,3 +166,48 @@ def test_training_selection_is_the_same_rule(coco_mini: Path) -> None:
     assert sorted(selected.ann_ids.tolist()) == sorted(
         json.loads(cfg.data_path("train_ann").read_text())["annotations"][i]["id"] for i in sel.index[sel.keep])
     assert len(selected) < len(records)
+
+
+def _kept_ids(out: Path) -> list[int]:
+    return sorted(a["id"] for a in json.loads(out.read_text())["annotations"])
+
+
+def test_select_data_drops_what_training_with_selection_drops(tmp_path: Path, capsys) -> None:
+    """Without --config, select-data judges at the default training config's geometry (coco_hg8_256:
+    256x256, padding 1.25), so it keeps exactly the persons ``data.selection=true`` trains on. On coco128
+    val the 192x256 aspect ratio would drop 12 persons instead of 7."""
+    root = SHARED_DATA / "coco128"
+    if not root.is_dir():
+        pytest.skip("coco128 not found")
+    gt = root / "annotations/person_keypoints_val2017.json"
+    assert main(["select-data", "--gt", str(gt), "--out", str(tmp_path / "kept.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "geometry: 256x256 input (aspect 1.00), padding 1.25 from coco_hg8_256" in printed
+    overrides = [f"data.root={root}", f"data.train_ann={gt}", "data.train_images=val2017"]
+    cfg = load_config("coco_hg8_256", overrides)
+    selected = build_records(load_config("coco_hg8_256", [*overrides, "data.selection=true"]), "train")
+    records = build_records(cfg, "train")
+    assert sorted(selected.ann_ids.tolist()) == _kept_ids(tmp_path / "kept.json")
+    assert select_records(records, SelectionRule.from_config(cfg.data)).ann_ids.tolist() == selected.ann_ids.tolist()
+    assert len(records) - len(selected) == 7
+
+
+def test_select_data_takes_a_config_and_explicit_geometry_wins(tmp_path: Path, capsys) -> None:
+    gt = SHARED_DATA / "coco128" / "annotations/person_keypoints_val2017.json"
+    if not gt.is_file():
+        pytest.skip(f"{gt} not found")
+    config = tmp_path / "hrnet_like.yaml"
+    config.write_text("data:\n  input_size: [192, 256]\n  heatmap_size: [48, 64]\n  selection_s: 0.25\n")
+    data = json.loads(gt.read_text())
+    for args, rule, shown in [
+        (["--config", str(config)], SelectionRule(s=0.25, aspect_ratio=0.75),
+         f"geometry: 192x256 input (aspect 0.75), padding 1.25 from {config}"),
+        (["--config", str(config), "--aspect-ratio", "1", "--padding", "1.5"],
+         SelectionRule(s=0.25, aspect_ratio=1.0, padding=1.5), "geometry: aspect 1.00 from --aspect-ratio, padding 1.5 "
+         "from --padding"),
+    ]:
+        out = tmp_path / "kept.json"
+        assert main(["select-data", "--gt", str(gt), "--out", str(out), *args]) == 0
+        assert shown in capsys.readouterr().out
+        _, sel = select_coco(data, rule)
+        assert _kept_ids(out) == sorted(data["annotations"][i]["id"] for i in sel.index[sel.keep])

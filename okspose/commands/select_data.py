@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from okspose.config import load_config
 from okspose.data.records import read_annotation_file, read_image
 from okspose.data.selection import CocoSelection, SelectionRule, line_threshold, select_coco
 from okspose.errors import DataError
@@ -20,6 +22,7 @@ from okspose.keypoints import SCHEMAS, KeypointSchema
 from okspose.visualize import draw_poses
 
 MAX_EXAMPLES = 6
+DEFAULT_CONFIG = "coco_hg8_256"  # the default training config: its geometry unless --config names another
 
 
 def selection_report(sel: CocoSelection, rule: SelectionRule, source: str) -> dict:
@@ -114,10 +117,32 @@ def run_select_data(gt: str | Path, out: str | Path, rule: SelectionRule, plot: 
     return summary
 
 
+def command_rule(args: argparse.Namespace) -> tuple[SelectionRule, str]:
+    """The rule ``data.selection=true`` applies with ``--config`` (default: the default training config),
+    then ``--literal``, then the explicit options; and a line saying where its geometry came from."""
+    name = args.config or DEFAULT_CONFIG
+    data = load_config(name).data
+    rule = SelectionRule.from_config(data)
+    if args.literal:
+        literal = SelectionRule.literal()
+        rule = replace(rule, s=literal.s, area=literal.area)
+    explicit = {"s": args.s, "area": args.area, "line": tuple(args.line) if args.line else None,
+                "aspect_ratio": args.aspect_ratio, "padding": args.padding}
+    rule = replace(rule, **{k: v for k, v in explicit.items() if v is not None})
+    w, h = data.input_size
+    aspect_from = name if args.aspect_ratio is None else "--aspect-ratio"
+    padding_from = name if args.padding is None else "--padding"
+    aspect = (f"{w}x{h} input (aspect {rule.aspect_ratio:.2f})" if args.aspect_ratio is None
+              else f"aspect {rule.aspect_ratio:.2f}")
+    padding = f"padding {rule.padding:g}"
+    if aspect_from == padding_from:
+        return rule, f"geometry: {aspect}, {padding} from {name}"
+    return rule, f"geometry: {aspect} from {aspect_from}, {padding} from {padding_from}"
+
+
 def run(args: argparse.Namespace) -> int:
-    base = SelectionRule.literal() if args.literal else SelectionRule()
-    rule = SelectionRule(args.s if args.s is not None else base.s, args.area or base.area,
-                         tuple(args.line) if args.line else base.line, args.aspect_ratio, args.padding)
+    rule, geometry = command_rule(args)
+    print(geometry)
     r = run_select_data(args.gt, args.out, rule, plot=args.plot, report=args.report, images=args.images)
     print(f"judged {r['persons']} persons: kept {r['kept']}, dropped {r['dropped']} "
           f"({100 * r['dropped'] / max(r['persons'], 1):.2f} %); {r['not_judged']} other annotations passed through")

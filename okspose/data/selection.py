@@ -20,7 +20,9 @@ The defaults follow the public implementation of the rule (HRNet's ``select_data
 * c_box = (x0 + w/2, y0 + h/2) of that box;
 * area ``padded`` (default): the box grown along one side to the network input's aspect ratio (w / h,
   0.75 for HRNet's 192x256 input) and then by the crop padding 1.25 on both sides, A = w' h' — HRNet's
-  ``scale[0] * scale[1] * 200**2``; area ``box``: A = w h of the box itself.
+  ``scale[0] * scale[1] * 200**2``; area ``box``: A = w h of the box itself. Training
+  (``data.selection``) and ``okspose select-data`` take the aspect ratio and padding from a training
+  config (:meth:`SelectionRule.from_config`; okspose's 256x256 inputs give aspect 1).
 
 Everything is one array expression over all persons, so the 149,813 COCO train persons take well under
 a second once parsed.
