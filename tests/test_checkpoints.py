@@ -4,6 +4,7 @@ checkpoint that does not fit or cannot be read, and RNG states that restore what
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -118,6 +119,52 @@ def test_unreadable_checkpoint(run_dir, tmp_path, capsys, damage):
     code = main(["test", str(CONFIG), "--checkpoint", str(bad), "--boxes", "gt"])
     err = _one_line_error(capsys, code)
     assert str(bad) in err and ("not found" if damage == "missing" else "not a readable checkpoint") in err
+
+
+def _small_checkpoint(path: Path) -> Path:
+    return save_checkpoint({"model": {"w": torch.arange(2000.0)}, "epoch": 1}, path)
+
+
+def test_checkpoint_without_read_permission_says_so(tmp_path, monkeypatch):
+    """Permission denied is not a corrupt file. As root chmod 000 denies nothing, so torch.load raises it."""
+    path = _small_checkpoint(tmp_path / "c.pth")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert str(err.value) == f"{path}: cannot read: Permission denied"
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
+                                                               "tried to allocate 400000000000000 bytes")])
+def test_out_of_memory_while_reading_a_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch, error):
+    path = _small_checkpoint(tmp_path / "c.pth")
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(type(error)) as raised:
+        read_checkpoint(path)
+    assert raised.value is error
+
+
+def test_truncated_checkpoints_are_not_readable_checkpoints(tmp_path):
+    """Cut anywhere (torch's zip reader raises RuntimeError, or OSError EINVAL when cut near the end), or not
+    a checkpoint at all: each is named as a file that is not a readable checkpoint."""
+    raw = _small_checkpoint(tmp_path / "c.pth").read_bytes()
+    for cut in (0, 10, 100, len(raw) // 2, len(raw) - 30, len(raw) - 1):
+        (tmp_path / "cut.pth").write_bytes(raw[:cut])
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / "cut.pth")
+    for junk in (b"not a checkpoint", bytes(range(256)) * 10):
+        (tmp_path / "junk.pth").write_bytes(junk)
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / "junk.pth")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
