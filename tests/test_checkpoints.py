@@ -20,7 +20,7 @@ from okspose.cli import main
 from okspose.config import load_config
 from okspose.engine.train import rng_state, set_rng_state, train
 from okspose.errors import CheckpointError
-from okspose.fileio import save_checkpoint, save_json
+from okspose.fileio import save_checkpoint, save_json, save_text
 from okspose.models.build import build_model
 from okspose.run_config import load_run_config
 
@@ -70,6 +70,69 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert [p.stat().st_mode & 0o777 for p in written] == [mode, mode]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_writes_never_set_the_umask(tmp_path, monkeypatch):
+    """Setting the umask to read it would make another thread's files world-writable for that moment."""
+    mode = 0o666 & ~_current_umask()
+
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    written = [save_json({"a": 1}, tmp_path / "r.json"), save_checkpoint({"x": torch.ones(1)}, tmp_path / "c.pth"),
+               save_text("x", tmp_path / "t.txt")]
+    assert [p.stat().st_mode & 0o777 for p in written] == [mode] * 3
+
+
+def test_umask_is_set_once_where_proc_does_not_tell(tmp_path, monkeypatch):
+    from okspose import fileio
+
+    mode = 0o666 & ~_current_umask()
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(fileio, "_PROC_STATUS", tmp_path / "missing")
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real_umask(mask))
+    fileio._umask_once.cache_clear()
+    try:
+        written = [save_text(str(i), tmp_path / f"t{i}.txt") for i in range(3)]
+    finally:
+        fileio._umask_once.cache_clear()
+    assert len(calls) == 2  # set to 0 and back, once
+    assert [p.stat().st_mode & 0o777 for p in written] == [mode] * 3
+
+
+def test_log_and_checkpoint_agree_after_a_crash_between_them(coco_mini, tmp_path, monkeypatch):
+    """A crash after one of epoch 2's log row and checkpoint is written and before the other: resuming from
+    checkpoint.pth gives a log with every epoch exactly once, the checkpoint's epoch the last."""
+    from okspose.engine import train as engine
+
+    real_save = engine.save_checkpoint
+    log = tmp_path / "run" / "log.csv"
+
+    def crash_between(state, path):
+        if Path(path).name == "checkpoint.pth" and state["epoch"] == 1:
+            logged = [r["epoch"] for r in csv.DictReader(log.open())]
+            if "2" not in logged:  # checkpoint first: it is saved, then the run dies before the log row
+                real_save(state, path)
+            raise KeyboardInterrupt("crash")
+        return real_save(state, path)
+
+    monkeypatch.setattr(engine, "save_checkpoint", crash_between)
+    with pytest.raises(KeyboardInterrupt):
+        _train(coco_mini, tmp_path / "run", "train.epochs=2", "train.eval_every=0")
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    cfg = load_config(CONFIG, [f"data.root={coco_mini}", f"train.output_dir={tmp_path / 'run'}", *TINY,
+                               "train.epochs=2", "train.eval_every=0"])
+    train(cfg, resume=tmp_path / "run" / "checkpoint.pth", device="cpu")
+    assert [r["epoch"] for r in csv.DictReader(log.open())] == ["1", "2"]
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1  # 0-based: epoch 2 done
 
 
 def test_test_without_a_config(run_dir, coco_mini, tmp_path, capsys):
