@@ -7,7 +7,9 @@ problems and weights that do not fit the model are :class:`CheckpointError`s nam
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +25,39 @@ FIXED_SETTINGS = (("data", "schema"), ("data", "input_size"), ("data", "heatmap_
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's dict, every tensor on the CPU; only tensors and plain containers are allowed."""
+    """The checkpoint's dict, every tensor on the CPU; only tensors and plain containers are allowed.
+
+    Only a file that is not a checkpoint is called one: a file that cannot be read says why (permission
+    denied, I/O error), and running out of memory, or a torch error that is not about the file's format,
+    propagates as itself.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types (zip, pickle, EOF, unpickling) for a bad file
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or another format: "
-                              f"{reason})") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, UnicodeDecodeError) as err:
+        raise _not_a_checkpoint(path, err) from None  # the weights-only unpickler on other bytes
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+        raise _not_a_checkpoint(path, err) from None  # torch's zip reader seeks before the start of a cut file
+    except RuntimeError as err:
+        if not any(marker in str(err) for marker in _FORMAT_ERRORS):
+            raise
+        raise _not_a_checkpoint(path, err) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict, found {type(state).__name__})")
     return state
+
+
+# What torch's RuntimeErrors about a file's format say: its zip reader, the archive's layout, a cut legacy file.
+_FORMAT_ERRORS = ("PytorchStreamReader", "inline_container", "unexpected EOF", "corrupted")
+
+
+def _not_a_checkpoint(path: Path, err: Exception) -> CheckpointError:
+    reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or another format: {reason})")
 
 
 @dataclass(frozen=True)

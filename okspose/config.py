@@ -123,6 +123,10 @@ class TestConfig:
     oks_nms: bool = True  # OKS-NMS on the poses, after IoU-NMS
     oks_thr: float = 0.5
     soft_oks: bool = False  # soft-OKS-NMS (decay overlapping scores) instead of hard OKS-NMS
+    # soft-OKS-NMS's Gaussian decay, score * exp(-OKS^2 / soft_oks_sigma). 0.5 is Soft-NMS's default (Bodla et
+    # al. 2017, "Soft-NMS: Improving Object Detection With One Line of Code"; github.com/bharatsingh430/soft-nms,
+    # lib/nms/cpu_nms.pyx: cpu_soft_nms(sigma=0.5)). mmpose uses its oks_thr here instead.
+    soft_oks_sigma: float = 0.5
     oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
     vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)

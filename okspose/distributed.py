@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 
 from okspose.errors import OksposeError
 
@@ -87,22 +88,15 @@ class _AllReduceSum(torch.autograd.Function):
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose batch statistics span all processes, on any device.
 
-    torch's SyncBatchNorm runs on GPUs only; this one sums per-process moments with a differentiable
-    all-reduce, so gloo/CPU training matches one process with the whole batch exactly (up to float
-    summation order).
+    torch's SyncBatchNorm runs on GPUs only; this one shares per-process moments with a differentiable
+    all-reduce, so gloo/CPU training matches one process with the whole batch (up to float summation order).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
         xf = x.float()
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-        moments = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
-        moments = _AllReduceSum.apply(moments)
-        c = x.shape[1]
-        n = moments[-1]
-        mean = moments[:c] / n
-        var = moments[c : 2 * c] / n - mean * mean
+        mean, var, n = _global_moments(xf)
         with torch.no_grad():
             self.num_batches_tracked += 1
             self.running_mean.lerp_(mean.detach(), self.momentum)
@@ -110,6 +104,29 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         y = (xf - mean.view(1, -1, 1, 1)) * torch.rsqrt(var.view(1, -1, 1, 1) + self.eps)
         y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y.to(x.dtype)
+
+
+def _global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance of ``x`` (N, C, H, W) over every process, and the count.
+
+    Each process contributes its count, mean and M2 (sum of squared deviations from its own mean), combined
+    with Chan et al.'s parallel formula: E[x^2] - E[x]^2 cancels in fp32 to garbage (negative, so NaN) on
+    activations whose mean is large next to their spread. One all-reduce of a (world, 2C + 1) table in which
+    each process fills its own row stands in for a differentiable all-gather.
+    """
+    c = x.shape[1]
+    count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
+    shift = x[:1, :, :1, :1].detach()  # one sample per channel: the mean of x - shift sums small numbers
+    offset = (x - shift).mean((0, 2, 3))
+    local_mean = shift.view(-1) + offset
+    m2 = (x - shift - offset.view(1, -1, 1, 1)).square().sum((0, 2, 3))
+    own_row = F.one_hot(torch.tensor(dist.get_rank()), dist.get_world_size()).to(x).view(-1, 1)
+    table = _AllReduceSum.apply(own_row * torch.cat([local_mean, m2, count]).view(1, -1))
+    means, m2s, counts = table[:, :c], table[:, c : 2 * c], table[:, 2 * c :]
+    n = counts.sum()
+    mean = (counts * means).sum(0) / n
+    var = (m2s.sum(0) + (counts * (means - mean).square()).sum(0)) / n
+    return mean, var, n
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

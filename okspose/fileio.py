@@ -3,18 +3,40 @@ behind) and JSON read and written as ``.json`` or gzipped ``.json.gz`` alike, by
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from okspose.errors import DataError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+_PROC_STATUS = Path("/proc/self/status")
+
 
 def _umask() -> int:
+    """The process umask, read without setting it where Linux tells it (``Umask:`` in /proc/self/status).
+
+    ``os.umask`` reads only by setting: while it is 0, a file another thread creates is world-writable.
+    """
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return _umask_once()
+
+
+@functools.cache
+def _umask_once() -> int:
+    """Elsewhere (macOS, Linux before 4.7) set and restored once per process, on the first write."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -54,6 +76,21 @@ def stamp_matches(path: str | os.PathLike, settings: dict) -> bool:
 
 def save_text(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, params: Sequence[int] = ()) -> Path:
+    """A BGR picture in the format its extension names, written atomically. Where ``cv2.imwrite`` returns a
+    False that is easily ignored, a picture OpenCV cannot encode is a :class:`DataError` naming the file."""
+    import cv2  # here, so that commands which never write a picture start without OpenCV
+
+    path = Path(path)
+    try:
+        ok, data = cv2.imencode(path.suffix, image, list(params))
+    except cv2.error:  # no encoder for the extension
+        ok = False
+    if not ok:
+        raise DataError(f"{path}: OpenCV cannot encode a picture as {path.suffix or 'a file without an extension'}")
+    return atomic_write(path, lambda f: f.write(data.tobytes()))
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:

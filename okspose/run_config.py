@@ -18,6 +18,8 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"{section}.{key} must be at least 1, got {getattr(getattr(cfg, section), key)}")
     if cfg.test.cpu_max_crops < 0:
         raise ConfigError(f"test.cpu_max_crops must be 0 (no cap) or more, got {cfg.test.cpu_max_crops}")
+    if cfg.test.soft_oks_sigma <= 0:
+        raise ConfigError(f"test.soft_oks_sigma must be above 0, got {cfg.test.soft_oks_sigma}")
     m = cfg.model
     if m.num_stacks < 1 or m.depth < 1 or m.num_features < 2 or m.num_features % 2:
         raise ConfigError(f"model: need num_stacks >= 1, depth >= 1 and an even num_features, got "

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from okspose.data.records import PersonRecords, read_image
+from okspose.fileio import save_image
 from okspose.keypoints import COCO17, KeypointSchema
 
 # Hue bands in degrees (start, end) per body side; far apart so the sides never get confused.
@@ -258,7 +259,8 @@ def draw_pictures(
     max_images: int = 16,
 ) -> list[Path]:
     """One picture per image (at most ``max_images``) with its predicted skeletons, boxes and scores
-    (people and joints at or above the display thresholds), plus ``overview.jpg`` tiling them."""
+    (people and joints at or above the display thresholds), plus ``overview.jpg`` tiling them; each written
+    whole or not at all (:func:`okspose.fileio.save_image`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written, tiles = [], []
     paths = np.array(records.image_paths)
@@ -267,9 +269,8 @@ def draw_pictures(
         image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
         drawn = draw_poses(image, keypoints[rows], schema, records.boxes[rows], scores[rows], kpt_thr, instance_thr)
         target = out_dir / Path(path).name
-        cv2.imwrite(str(target), drawn)
-        written.append(target)
+        written.append(save_image(drawn, target))
         tiles.append(drawn)
     if tiles:
-        cv2.imwrite(str(out_dir / "overview.jpg"), make_grid(tiles, cols=4, cell=(320, 256)))
+        save_image(make_grid(tiles, cols=4, cell=(320, 256)), out_dir / "overview.jpg")
     return written

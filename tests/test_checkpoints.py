@@ -4,6 +4,7 @@ checkpoint that does not fit or cannot be read, and RNG states that restore what
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from okspose.cli import main
 from okspose.config import load_config
 from okspose.engine.train import rng_state, set_rng_state, train
 from okspose.errors import CheckpointError
-from okspose.fileio import save_checkpoint, save_json
+from okspose.fileio import save_checkpoint, save_json, save_text
 from okspose.models.build import build_model
 from okspose.run_config import load_run_config
 
@@ -71,6 +72,69 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     assert [p.stat().st_mode & 0o777 for p in written] == [mode, mode]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_writes_never_set_the_umask(tmp_path, monkeypatch):
+    """Setting the umask to read it would make another thread's files world-writable for that moment."""
+    mode = 0o666 & ~_current_umask()
+
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    written = [save_json({"a": 1}, tmp_path / "r.json"), save_checkpoint({"x": torch.ones(1)}, tmp_path / "c.pth"),
+               save_text("x", tmp_path / "t.txt")]
+    assert [p.stat().st_mode & 0o777 for p in written] == [mode] * 3
+
+
+def test_umask_is_set_once_where_proc_does_not_tell(tmp_path, monkeypatch):
+    from okspose import fileio
+
+    mode = 0o666 & ~_current_umask()
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(fileio, "_PROC_STATUS", tmp_path / "missing")
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real_umask(mask))
+    fileio._umask_once.cache_clear()
+    try:
+        written = [save_text(str(i), tmp_path / f"t{i}.txt") for i in range(3)]
+    finally:
+        fileio._umask_once.cache_clear()
+    assert len(calls) == 2  # set to 0 and back, once
+    assert [p.stat().st_mode & 0o777 for p in written] == [mode] * 3
+
+
+def test_log_and_checkpoint_agree_after_a_crash_between_them(coco_mini, tmp_path, monkeypatch):
+    """A crash after one of epoch 2's log row and checkpoint is written and before the other: resuming from
+    checkpoint.pth gives a log with every epoch exactly once, the checkpoint's epoch the last."""
+    from okspose.engine import train as engine
+
+    real_save = engine.save_checkpoint
+    log = tmp_path / "run" / "log.csv"
+
+    def crash_between(state, path):
+        if Path(path).name == "checkpoint.pth" and state["epoch"] == 1:
+            logged = [r["epoch"] for r in csv.DictReader(log.open())]
+            if "2" not in logged:  # checkpoint first: it is saved, then the run dies before the log row
+                real_save(state, path)
+            raise KeyboardInterrupt("crash")
+        return real_save(state, path)
+
+    monkeypatch.setattr(engine, "save_checkpoint", crash_between)
+    with pytest.raises(KeyboardInterrupt):
+        _train(coco_mini, tmp_path / "run", "train.epochs=2", "train.eval_every=0")
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    cfg = load_config(CONFIG, [f"data.root={coco_mini}", f"train.output_dir={tmp_path / 'run'}", *TINY,
+                               "train.epochs=2", "train.eval_every=0"])
+    train(cfg, resume=tmp_path / "run" / "checkpoint.pth", device="cpu")
+    assert [r["epoch"] for r in csv.DictReader(log.open())] == ["1", "2"]
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1  # 0-based: epoch 2 done
+
+
 def test_test_without_a_config(run_dir, coco_mini, tmp_path, capsys):
     out = tmp_path / "res.json"
     code = main(["test", "--checkpoint", str(run_dir / "model_best.pth"), "--boxes", "gt", f"data.root={coco_mini}",
@@ -118,6 +182,52 @@ def test_unreadable_checkpoint(run_dir, tmp_path, capsys, damage):
     code = main(["test", str(CONFIG), "--checkpoint", str(bad), "--boxes", "gt"])
     err = _one_line_error(capsys, code)
     assert str(bad) in err and ("not found" if damage == "missing" else "not a readable checkpoint") in err
+
+
+def _small_checkpoint(path: Path) -> Path:
+    return save_checkpoint({"model": {"w": torch.arange(2000.0)}, "epoch": 1}, path)
+
+
+def test_checkpoint_without_read_permission_says_so(tmp_path, monkeypatch):
+    """Permission denied is not a corrupt file. As root chmod 000 denies nothing, so torch.load raises it."""
+    path = _small_checkpoint(tmp_path / "c.pth")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert str(err.value) == f"{path}: cannot read: Permission denied"
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
+                                                               "tried to allocate 400000000000000 bytes")])
+def test_out_of_memory_while_reading_a_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch, error):
+    path = _small_checkpoint(tmp_path / "c.pth")
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(type(error)) as raised:
+        read_checkpoint(path)
+    assert raised.value is error
+
+
+def test_truncated_checkpoints_are_not_readable_checkpoints(tmp_path):
+    """Cut anywhere (torch's zip reader raises RuntimeError, or OSError EINVAL when cut near the end), or not
+    a checkpoint at all: each is named as a file that is not a readable checkpoint."""
+    raw = _small_checkpoint(tmp_path / "c.pth").read_bytes()
+    for cut in (0, 10, 100, len(raw) // 2, len(raw) - 30, len(raw) - 1):
+        (tmp_path / "cut.pth").write_bytes(raw[:cut])
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / "cut.pth")
+    for junk in (b"not a checkpoint", bytes(range(256)) * 10):
+        (tmp_path / "junk.pth").write_bytes(junk)
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            read_checkpoint(tmp_path / "junk.pth")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from okspose.config import Config
+from okspose.errors import ConfigError
 from okspose.evaluation import evaluate_keypoints
 from okspose.inference import nms as postprocess
 from okspose.inference.instances import PosedInstances, records_from_detections, select_instances
@@ -32,6 +33,7 @@ from okspose.inference.nms import (
     soft_oks_nms,
 )
 from okspose.keypoints import COCO17
+from okspose.run_config import check_config
 
 DATA = SHARED_DATA
 VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
@@ -314,7 +316,7 @@ def test_oks_matrix_matches_pairwise_formula():
 # Soft OKS-NMS
 # --------------------------------------------------------------------------------------------------
 
-def greedy_soft_nms(kpts, scores, areas, thr, max_dets, method):
+def greedy_soft_nms(kpts, scores, areas, thr, decay_sigma, max_dets, method):
     order = list(np.argsort(-scores, kind="stable"))
     current = {int(i): float(scores[i]) for i in order}
     keep, kept_scores = [], []
@@ -327,7 +329,7 @@ def greedy_soft_nms(kpts, scores, areas, thr, max_dets, method):
         for j in current:
             o = ref_oks(kpts[i], kpts[j], areas[i], areas[j])
             if method == "gaussian":
-                current[j] *= np.exp(-(o**2) / thr)
+                current[j] *= np.exp(-(o**2) / decay_sigma)
             elif o >= thr:
                 current[j] *= 1.0 - o
     return keep, kept_scores
@@ -339,14 +341,39 @@ def test_soft_oks_nms_matches_loop(method):
     bodies = [person(rng, rng.uniform(0, 400, 2), 80) for _ in range(4)]
     kpts = np.stack([np.concatenate([b + rng.normal(0, 4, (K, 2)), np.ones((K, 1))], 1) for b in bodies * 4])
     scores, areas = rng.uniform(size=len(kpts)), np.full(len(kpts), 1.3e4)
-    keep, new = soft_oks_nms(kpts, scores, areas, thr=0.3, max_dets=10, method=method)
-    ref_keep, ref_scores = greedy_soft_nms(kpts, scores, areas, 0.3, 10, method)
+    keep, new = soft_oks_nms(kpts, scores, areas, thr=0.3, max_dets=10, method=method, decay_sigma=0.4)
+    ref_keep, ref_scores = greedy_soft_nms(kpts, scores, areas, 0.3, 0.4, 10, method)
     assert keep.tolist() == ref_keep
     np.testing.assert_allclose(new, ref_scores, rtol=1e-12)
     assert np.all(np.diff(new) <= 1e-12)  # scores come out non-increasing
     assert new[0] == scores.max() and len(keep) == 10
     empty_keep, empty_scores = soft_oks_nms(np.zeros((0, K, 3)), np.zeros(0), np.zeros(0))
     assert empty_keep.shape == empty_scores.shape == (0,)
+
+
+def test_soft_oks_decay_is_its_own_setting():
+    """test.soft_oks_sigma, not test.oks_thr, is soft OKS-NMS's Gaussian width: the lower-scored of two
+    overlapping poses keeps score * exp(-OKS^2 / soft_oks_sigma)."""
+    rng = np.random.default_rng(7)
+    a = np.concatenate([person(rng, np.array([50.0, 100.0]), 100), np.full((K, 1), 0.9)], 1)
+    b = a + [6.0, 0, 0]
+    box = np.array([0.0, 0.0, 100.0, 200.0])
+    records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
+    posed = PosedInstances(records, np.stack([a, b]), crop_areas(records.boxes, 1.0, 1.25))
+    oks = ref_oks(a, b, 100.0 * 200.0, 100.0 * 200.0)
+    assert 0.3 < oks < 0.99
+    base = dataclasses.replace(Config().test, iou_nms=False, soft_oks=True)
+    assert base.soft_oks_sigma == 0.5  # Soft-NMS's published default
+    kpt_scores = keypoint_instance_score(posed.keypoints[..., 2], base.kpt_score_thr)
+    for changes, sigma in (({}, 0.5), ({"oks_thr": 0.9}, 0.5), ({"soft_oks_sigma": 0.1}, 0.1)):
+        index, scores = select_instances(posed, dataclasses.replace(base, **changes), SIGMAS)
+        assert index.tolist() == [0, 1], changes
+        np.testing.assert_allclose(scores[1], 0.8 * kpt_scores[1] * np.exp(-(oks**2) / sigma), rtol=1e-12,
+                                   err_msg=str(changes))
+    cfg = Config()
+    cfg.test.soft_oks_sigma = 0.0
+    with pytest.raises(ConfigError, match="test.soft_oks_sigma must be above 0"):
+        check_config(cfg)
 
 
 # --------------------------------------------------------------------------------------------------

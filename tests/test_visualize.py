@@ -8,9 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from okspose.errors import OksposeError
+from okspose.inference.instances import records_from_detections
 from okspose.keypoints import COCO17, MPII16
 from okspose.visualize import (
     _limb_side,
+    draw_pictures,
     draw_poses,
     joint_colors,
     limb_colors,
@@ -187,3 +190,29 @@ def test_make_grid_layout():
     assert make_grid([np.zeros((10, 10), np.uint8)], cols=1, cell=(20, 20)).shape == (28, 28, 3)
     with pytest.raises(ValueError):
         make_grid([], cols=2, cell=(10, 10))
+
+
+def _draw_one(tmp_path: Path, name: str, out_dir: Path) -> list[Path]:
+    """draw_pictures on one picture (JPEG bytes, whatever its name says) with one person."""
+    src = tmp_path / name
+    src.write_bytes(cv2.imencode(".jpg", blank())[1].tobytes())
+    records = records_from_detections({1: str(src)}, {1: (np.array([[100.0, 40.0, 60.0, 140.0]]), np.ones(1))}, 17)
+    return draw_pictures(records, person(), np.ones(1), COCO17, out_dir, kpt_thr=0.3, instance_thr=0.3)
+
+
+def test_pictures_are_written_whole(tmp_path):
+    written = _draw_one(tmp_path, "pic.jpg", tmp_path / "out")
+    assert written == [tmp_path / "out" / "pic.jpg"]
+    for path in (*written, tmp_path / "out" / "overview.jpg"):
+        assert cv2.imread(str(path)) is not None, path
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
+
+
+def test_a_picture_that_cannot_be_written_is_an_error(tmp_path):
+    """An extension OpenCV cannot encode is a one-line error naming the file; a target that cannot be written
+    (a folder is in the way) fails too instead of being skipped without a word."""
+    with pytest.raises(OksposeError, match=r"pic\.xyz: .*cannot encode"):
+        _draw_one(tmp_path, "pic.xyz", tmp_path / "out")
+    (tmp_path / "blocked" / "pic.jpg").mkdir(parents=True)
+    with pytest.raises(OSError, match="pic.jpg"):
+        _draw_one(tmp_path, "pic.jpg", tmp_path / "blocked")

@@ -52,7 +52,7 @@ from okspose.config import Config
 from okspose.data.records import SkipReport, read_image
 from okspose.distributed import DistInfo, cleanup, gather_lists, init_distributed, shard
 from okspose.errors import DataError, OksposeError
-from okspose.fileio import atomic_write, save_json
+from okspose.fileio import save_image, save_json
 from okspose.inference.boxes import CHUNK_IMAGES, BoxSource, detect_records, file_detections, make_detector
 from okspose.inference.detector import PersonDetector
 from okspose.inference.instances import Detections, records_from_detections, results_for, select_instances
@@ -261,9 +261,7 @@ class _Predictor:
         return posed
 
     def _write_picture(self, info: ImageInfo, drawn: np.ndarray) -> None:
-        target = self.vis_dir / self.names[info.item]
-        _write_jpeg(target, drawn)
-        self.pictures.append(target)
+        self.pictures.append(save_image(drawn, self.vis_dir / self.names[info.item], [cv2.IMWRITE_JPEG_QUALITY, 92]))
 
     def pose_images(self, items: list[tuple[int, InputItem]], bar: tqdm | LogProgress) -> list[PosedImage]:
         out: list[PosedImage] = []
@@ -393,13 +391,6 @@ def _draw(image_bgr: np.ndarray, p: PosedImage | None, schema: KeypointSchema, k
     kps = np.array([r["keypoints"] for r in p.results], dtype=np.float64).reshape(len(p.results), -1, 3)
     scores = np.array([r["score"] for r in p.results])
     return draw_poses(image_bgr, kps, schema, boxes=p.boxes, scores=scores, kpt_thr=kpt_thr, instance_thr=instance_thr)
-
-
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    if not ok:
-        raise OSError(f"{path}: OpenCV cannot encode the picture")
-    atomic_write(path, lambda f: f.write(data.tobytes()))
 
 
 class _VideoOut:

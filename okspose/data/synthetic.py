@@ -29,7 +29,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from okspose.data.remap import person_category
-from okspose.fileio import save_json
+from okspose.fileio import save_image, save_json
 from okspose.keypoints import COCO17
 
 MIN_VISIBLE_AREA = 200  # people whose visible mask is smaller are rendered but not annotated
@@ -570,8 +570,7 @@ def _annotation(ann_id: int, image_id: int, kpts: np.ndarray, mask: np.ndarray) 
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-        raise OSError(f"could not write {path}")
+    save_image(image, path, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
 
 
 def generate_synthetic_coco(

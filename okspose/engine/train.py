@@ -8,6 +8,7 @@ columns :data:`LOG_COLUMNS`) and TensorBoard events when asked. Both checkpoints
 from __future__ import annotations
 
 import csv
+import io
 import random
 import time
 from dataclasses import dataclass
@@ -150,10 +151,17 @@ def train_one_epoch(
 
 
 class MetricLog:
-    """Per-epoch scalars to ``log.csv`` (always, columns :data:`LOG_COLUMNS`) and TensorBoard (when asked)."""
+    """Per-epoch scalars to ``log.csv`` (always, columns :data:`LOG_COLUMNS`) and TensorBoard (when asked).
 
-    def __init__(self, out_dir: Path, kind: str) -> None:
+    ``log.csv`` and ``checkpoint.pth`` agree after a crash anywhere: an epoch's row is written (the whole
+    file, atomically) before its checkpoint, and a run that starts after ``epochs_done`` epochs (0 when
+    fresh, the checkpoint's when resumed) keeps only the rows up to there. A crash between the two writes
+    leaves one row the checkpoint lacks; the resumed run, which reruns that epoch, drops the row and logs it anew.
+    """
+
+    def __init__(self, out_dir: Path, kind: str, epochs_done: int) -> None:
         self.path = out_dir / "log.csv"
+        self.rows = _logged_rows(self.path, epochs_done)
         self.writer = None
         if kind == "tensorboard":
             try:
@@ -164,17 +172,29 @@ class MetricLog:
             self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
     def write(self, row: dict) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS, restval="")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        self.rows.append(row)
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=LOG_COLUMNS, restval="", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        save_text(text.getvalue(), self.path)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, int | float):
                     self.writer.add_scalar(key, value, row["epoch"])
             self.writer.flush()
+
+
+def _logged_rows(path: Path, epochs_done: int) -> list[dict]:
+    """The rows of ``log.csv`` for epochs 1 to ``epochs_done`` (none for a fresh run)."""
+    if epochs_done == 0 or not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [r for r in rows if int(r["epoch"]) <= epochs_done]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: not a training log (a row without an epoch number)") from None
 
 
 def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float] | None:
@@ -251,7 +271,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
 
     if info.is_main:
         save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out_dir / "config.yaml")
-    log = MetricLog(out_dir, t.log) if info.is_main else None
+    log = MetricLog(out_dir, t.log, start_epoch) if info.is_main else None
     row: dict = {}
     for epoch in range(start_epoch, t.epochs):
         sampler.set_epoch(epoch)
@@ -270,6 +290,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         if info.is_main:
             if val is not None:
                 row["AP"] = val["AP"]
+            log.write(row)  # before the checkpoints: see MetricLog
             ap = row.get("AP")
             if (ap is not None and ap > best_ap) or (ap is None and best_ap < 0):  # best, or last unvalidated
                 best_ap = ap if ap is not None else best_ap
@@ -280,7 +301,6 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                 "best_ap": best_ap, "rng": rng_state(), "config": cfg.to_dict(),
             }, out_dir / "checkpoint.pth")
-            log.write(row)
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
             print(shown, flush=True)
         barrier(info)

@@ -113,7 +113,7 @@ def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray
     Args:
         posed: the posed boxes of one or more pictures.
         test: selection settings (``rescoring``, ``kpt_score_thr``, ``iou_nms``/``iou_thr``,
-            ``oks_nms``/``oks_thr``/``oks_area``, ``soft_oks``, ``det_top_k``).
+            ``oks_nms``/``oks_thr``/``oks_area``, ``soft_oks``/``soft_oks_sigma``, ``det_top_k``).
         sigmas: [K] per-joint OKS falloffs of the schema.
 
     Returns:
@@ -135,8 +135,8 @@ def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray
     for image_id in np.unique(image_ids):
         idx = keep[image_ids == image_id]
         if test.soft_oks:
-            sel, new_scores = soft_oks_nms(posed.keypoints[idx], scores[idx], areas[idx], test.oks_thr, sigmas,
-                                           max_dets=test.det_top_k)
+            sel, new_scores = soft_oks_nms(posed.keypoints[idx], scores[idx], areas[idx], sigmas=sigmas,
+                                           max_dets=test.det_top_k, decay_sigma=test.soft_oks_sigma)
             kept.append(idx[sel])
             final.append(new_scores)
         else:

@@ -259,22 +259,25 @@ def soft_oks_nms(
     vis_thr: float | None = None,
     max_dets: int = 20,
     method: Literal["gaussian", "linear"] = "gaussian",
+    decay_sigma: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft OKS-NMS: lower the scores of overlapping poses instead of dropping them, as in mmpose.
 
     Take the highest-scoring remaining pose p (ties in input order) and decay each remaining q by
-    ``exp(-OKS_pq^2 / thr)`` (gaussian) or ``1 - OKS_pq`` where OKS_pq >= thr (linear), until ``max_dets``
-    are taken.
+    ``exp(-OKS_pq^2 / decay_sigma)`` (gaussian) or ``1 - OKS_pq`` where OKS_pq >= thr (linear), until
+    ``max_dets`` are taken. The two methods have separate parameters, as in Soft-NMS's paper and code (Bodla
+    et al. 2017: sigma 0.5, Nt 0.3); mmpose reuses its NMS threshold as the Gaussian's width.
 
     Args:
         kpts: [N, K, 3] poses of one picture, (x, y) in image pixels and joint score.
         scores: [N] instance scores (see :func:`rescore`).
         areas: [N] pose scales in square image pixels (box w * h or :func:`crop_areas`).
-        thr: gaussian: the decay's width; linear: the OKS from which scores decay.
+        thr: linear: the OKS from which scores decay (unused by gaussian).
         sigmas: [K] per-joint OKS falloffs.
         vis_thr: joint-score threshold for :func:`oks_matrix`, or None to count every joint.
         max_dets: most poses taken.
         method: ``"gaussian"`` or ``"linear"`` decay.
+        decay_sigma: gaussian: the decay's width (unused by linear).
 
     Returns:
         tuple:
@@ -296,7 +299,9 @@ def soft_oks_nms(
         keep.append(order[i])
         new_scores.append(current[i])
         alive[i] = False
-        gaussian = np.exp(-(oks[i] ** 2) / thr)
-        decay = gaussian if method == "gaussian" else np.where(oks[i] >= thr, 1.0 - oks[i], 1.0)
+        if method == "gaussian":
+            decay = np.exp(-(oks[i] ** 2) / decay_sigma)
+        else:
+            decay = np.where(oks[i] >= thr, 1.0 - oks[i], 1.0)
         current = np.where(alive, current * decay, current)
     return np.asarray(keep, dtype=np.int64), np.asarray(new_scores, dtype=np.float64)

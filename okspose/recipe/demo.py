@@ -19,7 +19,7 @@ from okspose.data.synthetic import generate_synthetic_coco
 from okspose.distributed import DistInfo
 from okspose.engine.train import train
 from okspose.evaluation import format_stats
-from okspose.fileio import save_json, stamp_matches
+from okspose.fileio import save_json, save_text, stamp_matches
 from okspose.inference.ablation import run_ablation_tables
 from okspose.inference.boxes import BoxSource
 from okspose.inference.poser import Poser
@@ -88,7 +88,7 @@ def run_demo(out: Path, config: str | Path | None = None, overrides: list[str] |
         print("\nCOCO keypoint stats, synthetic val set, detector boxes + rescoring + IoU/OKS-NMS:")
         print(format_stats(stats["detector"]))
         table = run_ablation_tables(cfg, checkpoint, source, info, progress=False)
-        (out / "ablation.md").write_text(table)
+        save_text(table, out / "ablation.md")
         print("\n" + table)
     print(f"(untrained network: AP {untrained['AP']:.3f})")
     print(f"results: {out}/results*.json; pictures: {out / 'pictures'} (overview.jpg tiles them)")
