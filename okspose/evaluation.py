@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import numbers
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from okspose.errors import DataError
+from okspose.fileio import read_json
 from okspose.keypoints import COCO17
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
@@ -43,18 +43,6 @@ def _quiet(verbose: bool) -> Iterator[None]:
         return
     with contextlib.redirect_stdout(io.StringIO()):
         yield
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file, turning every failure into an error that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} file {path} is not valid JSON: {e}") from None
 
 
 def _is_int(x: Any) -> bool:
@@ -109,7 +97,7 @@ def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
     """Load and validate a COCO-format keypoint annotation file, so a bad file fails with its name.
 
     Args:
-        path: the annotation JSON file.
+        path: the annotation file (``.json`` or gzipped ``.json.gz``).
         num_joints: K; every annotation's ``keypoints`` must hold 3K numbers.
 
     Returns:
@@ -118,7 +106,7 @@ def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
     Raises:
         DataError: when the file is missing, not JSON, or lacks a field COCOeval reads.
     """
-    dataset = _read_json(path, "annotation")
+    dataset = read_json(path, "annotation")
     _check_gt(dataset, str(path), num_joints)
     return _coco_from_dataset(dataset)
 
@@ -172,7 +160,7 @@ def load_results(
     box area instead of the keypoint extent as the detection area, which changes APm/APl.
 
     Args:
-        path_or_list: a results JSON file, or the records themselves (not modified).
+        path_or_list: a results file (``.json`` or ``.json.gz``), or the records themselves (not modified).
         coco_gt: the ground truth the image and category ids must belong to.
         num_joints: K; every record's ``keypoints`` must be a flat list of 3K finite numbers.
 
@@ -185,7 +173,7 @@ def load_results(
     """
     if isinstance(path_or_list, str | Path):
         source = str(path_or_list)
-        records = _read_json(path_or_list, "results")
+        records = read_json(path_or_list, "results")
     else:
         source, records = "results", path_or_list
     if not isinstance(records, list):
