@@ -124,6 +124,8 @@ class TestConfig:
     oks_thr: float = 0.5
     soft_oks: bool = False  # soft-OKS-NMS (decay overlapping scores) instead of hard OKS-NMS
     oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    metric_area: Literal["file", "box"] = "file"  # the metric's OKS scale: each val person's 'area', or
+    # 0.53 x its box for files without one (a CrowdPose file, images with 'crowdIndex', always takes the box)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
     vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
 
