@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=... to another 3.11+)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	# xtcocotools (the tests' CrowdPose reference) from source: its wheel is built for numpy 1 and fails to
+	# import under numpy 2 ("numpy.dtype size changed"); its setup.py imports numpy, hence no build isolation
+	$(PY) -m pip install -q cython numpy setuptools
+	$(PY) -m pip install -q --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
 	$(PY) -m pip install -q -e ".[dev,onnx]"
 	touch $(STAMP)
 

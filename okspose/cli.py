@@ -32,7 +32,8 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool = False, whole_im
     g = p.add_mutually_exclusive_group(required=not allow_gt)
     if allow_gt:
         g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
-    g.add_argument("--detections", metavar="FILE", help="person boxes from a COCO results-format file")
+    g.add_argument("--detections", metavar="FILE",
+                   help="person boxes from a COCO results-format file (.json or .json.gz)")
     g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
                    help="run a person detector: torchvision Mask R-CNN R50-FPN (Team OKS's detector), Faster "
                         "R-CNN MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
@@ -87,12 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(module="ablation")
 
-    p = sub.add_parser("eval-results", help="COCO keypoint AP/AR of a results file (pycocotools)")
-    p.add_argument("--gt", required=True, help="COCO keypoint annotation file")
-    p.add_argument("--results", required=True, help="COCO keypoint results file")
+    p = sub.add_parser("eval-results", help="COCO keypoint AP/AR of a results file (pycocotools), or "
+                       "CrowdPose's metric for a CrowdPose file")
+    p.add_argument("--gt", required=True, help="COCO keypoint annotation file (.json or .json.gz)")
+    p.add_argument("--results", required=True, help="COCO keypoint results file (.json or .json.gz)")
     p.add_argument("--json", action="store_true", help="print one JSON object (AP, AP50, ..., ARl)")
     p.add_argument("--schema", default="coco17", help="keypoint schema whose OKS sigmas score the results "
                    "(coco17, aic14, mpii16, crowdpose14)")
+    p.add_argument("--area", choices=["file", "box"], default="file",
+                   help="OKS scale of a ground-truth person: its 'area' (COCO), or box: 0.53 x its box, for files "
+                   "without one. A CrowdPose file (images with 'crowdIndex') always takes the box and gets "
+                   "CrowdPose's metric: AP/AR and AP of its easy, medium and hard images")
     p.set_defaults(module="eval_results")
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs per person of a config's model", epilog=EPILOG)

@@ -128,6 +128,8 @@ class TestConfig:
     # lib/nms/cpu_nms.pyx: cpu_soft_nms(sigma=0.5)). mmpose uses its oks_thr here instead.
     soft_oks_sigma: float = 0.5
     oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    metric_area: Literal["file", "box"] = "file"  # the metric's OKS scale: each val person's 'area', or
+    # 0.53 x its box for files without one (a CrowdPose file, images with 'crowdIndex', always takes the box)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
     vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
 

@@ -6,6 +6,12 @@ categories). Everything is therefore validated here first and reported as a ``Da
 file and the offending record. Other schemas than COCO-17 (AI Challenger, CrowdPose, ...) are scored with
 their own OKS sigmas (``COCOeval.params.kpt_oks_sigmas``), and every keypoint list must have their length.
 
+A CrowdPose file (its images carry a ``crowdIndex``, its persons no ``area``) is scored with CrowdPose's own
+metric, that of crowdposetools and of xtcocotools' ``keypoints_crowd``: OKS scaled by 0.53 x the box, AP/AR
+over every image, and AP over its easy, medium and hard images by crowd index. Built on pycocotools too: its
+COCOeval run on a copy of the ground truth whose ``area`` is the box's, once over every image and once over
+each crowd group. Other files without ``area`` can take the same box scale (``area="box"``).
+
 Keypoints in both ground truth and results are flat COCO lists ``[x1, y1, v1/s1, ...]`` of 3K numbers, with
 (x, y) in image pixels and a visibility label (ground truth) or score (results).
 """
@@ -14,22 +20,37 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from okspose.errors import DataError
+from okspose.fileio import read_json
 from okspose.keypoints import COCO17
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+# CrowdPose's nine, in the order of xtcocotools' ``keypoints_crowd`` stats (crowdposetools has the same
+# numbers in an 11-long array whose entries 3 and 4 are never set): AP and AR over every image at up to 20
+# persons per image, then AP over the easy, medium and hard images.
+CROWD_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "APeasy", "APmedium", "APhard")
+
+# Crowd index bounds of the medium and the hard images, as CrowdPose's evaluation code splits them (both
+# crowdposetools and xtcocotools: easy < 0.2 <= medium < 0.8 <= hard), which its published numbers use.
+CROWD_BOUNDS = (0.2, 0.8)
+
+# The OKS scale of a person taken from its box: 0.53 x width x height, CrowdPose's and xtcocotools' rule.
+BOX_AREA_SCALE = 0.53
+
+# Where the OKS scale of a ground-truth person comes from: its ``area`` field, or its box.
+Area = Literal["file", "box"]
 
 # The fields every result record must have, and the only ones kept (see :func:`load_results`).
 RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
@@ -45,18 +66,6 @@ def _quiet(verbose: bool) -> Iterator[None]:
         yield
 
 
-def _read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file, turning every failure into an error that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} file {path} is not valid JSON: {e}") from None
-
-
 def _is_int(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -69,11 +78,30 @@ def _is_real(x: Any) -> bool:
 # Ground truth
 # --------------------------------------------------------------------------------------------------
 
-_GT_ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "iscrowd")
+_GT_ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "iscrowd")
 
 
-def _check_gt(dataset: Any, source: str, num_joints: int) -> None:
-    """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it."""
+def _crowd_index(dataset: dict, source: str) -> dict[int, float] | None:
+    """``{image id: crowd index}`` of a CrowdPose file, None for a file without crowd indices.
+
+    Raises:
+        DataError: when only some images carry one, or one is not a finite number.
+    """
+    images = dataset["images"]
+    have = ["crowdIndex" in img for img in images]
+    if not any(have):
+        return None
+    if not all(have):
+        raise DataError(f"{source}: images[{have.index(False)}] lacks 'crowdIndex' (other images have one)")
+    for i, img in enumerate(images):
+        if not _is_real(img["crowdIndex"]) or not math.isfinite(img["crowdIndex"]):
+            raise DataError(f"{source}: images[{i}] crowdIndex must be a finite number, got {img['crowdIndex']!r}")
+    return {img["id"]: float(img["crowdIndex"]) for img in images}
+
+
+def _check_gt(dataset: Any, source: str, num_joints: int, area: Area) -> None:
+    """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it; the box
+    where it gives the OKS scale (``area="box"``, or a CrowdPose file), else the ``area``."""
     if not isinstance(dataset, dict):
         raise DataError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -85,12 +113,20 @@ def _check_gt(dataset: Any, source: str, num_joints: int) -> None:
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
             raise DataError(f"{source}: categories[{i}] has no integer 'id'")
+    box_area = area == "box" or _crowd_index(dataset, source) is not None
+    keys = _GT_ANN_KEYS + (("bbox",) if box_area else ("area",))
     for i, ann in enumerate(dataset["annotations"]):
         if not isinstance(ann, dict):
             raise DataError(f"{source}: annotations[{i}] is not an object")
-        missing = [k for k in _GT_ANN_KEYS if k not in ann]
+        missing = [k for k in keys if k not in ann]
         if missing:
-            raise DataError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}")
+            hint = " (to scale OKS by 0.53 x the box instead: eval-results --area box, test.metric_area=box)"
+            raise DataError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}"
+                             f"{hint if 'area' in missing else ''}")
+        box = ann.get("bbox")
+        if box_area and not (isinstance(box, list) and len(box) == 4 and all(
+                _is_real(v) and math.isfinite(v) for v in box)):
+            raise DataError(f"{source}: annotations[{i}] bbox must be 4 finite numbers [x, y, w, h], got {box!r}")
         if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * num_joints:
             raise DataError(f"{source}: annotations[{i}] keypoints must be a list of {3 * num_joints} numbers "
                              f"({num_joints} joints of the schema evaluated), got {len(ann['keypoints'])}")
@@ -105,12 +141,13 @@ def _coco_from_dataset(dataset: dict) -> COCO:
     return coco
 
 
-def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
+def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area = "file") -> COCO:
     """Load and validate a COCO-format keypoint annotation file, so a bad file fails with its name.
 
     Args:
-        path: the annotation JSON file.
+        path: the annotation file (``.json`` or gzipped ``.json.gz``).
         num_joints: K; every annotation's ``keypoints`` must hold 3K numbers.
+        area: ``file``: every annotation needs an ``area`` (not in a CrowdPose file); ``box``: a ``bbox``.
 
     Returns:
         COCO: the indexed ground truth.
@@ -118,16 +155,23 @@ def load_coco(path: str | Path, num_joints: int = COCO17.num_joints) -> COCO:
     Raises:
         DataError: when the file is missing, not JSON, or lacks a field COCOeval reads.
     """
-    dataset = _read_json(path, "annotation")
-    _check_gt(dataset, str(path), num_joints)
+    dataset = read_json(path, "annotation")
+    _check_gt(dataset, str(path), num_joints, area)
     return _coco_from_dataset(dataset)
 
 
-def _as_coco(gt: str | Path | COCO, num_joints: int) -> COCO:
+def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area) -> COCO:
     if isinstance(gt, COCO):
-        _check_gt(gt.dataset, "ground truth", num_joints)
+        _check_gt(gt.dataset, "ground truth", num_joints, area)
         return gt
-    return load_coco(gt, num_joints)
+    return load_coco(gt, num_joints, area)
+
+
+def _with_box_area(coco_gt: COCO) -> COCO:
+    """A copy whose persons' ``area`` is 0.53 x their box: pycocotools then scales OKS (and sorts persons
+    into its area ranges) as CrowdPose's and xtcocotools' evaluations do for files without one."""
+    anns = [{**a, "area": a["bbox"][2] * a["bbox"][3] * BOX_AREA_SCALE} for a in coco_gt.dataset["annotations"]]
+    return _coco_from_dataset({**coco_gt.dataset, "annotations": anns})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +216,7 @@ def load_results(
     box area instead of the keypoint extent as the detection area, which changes APm/APl.
 
     Args:
-        path_or_list: a results JSON file, or the records themselves (not modified).
+        path_or_list: a results file (``.json`` or ``.json.gz``), or the records themselves (not modified).
         coco_gt: the ground truth the image and category ids must belong to.
         num_joints: K; every record's ``keypoints`` must be a flat list of 3K finite numbers.
 
@@ -185,7 +229,7 @@ def load_results(
     """
     if isinstance(path_or_list, str | Path):
         source = str(path_or_list)
-        records = _read_json(path_or_list, "results")
+        records = read_json(path_or_list, "results")
     else:
         source, records = "results", path_or_list
     if not isinstance(records, list):
@@ -211,14 +255,49 @@ def _check_img_ids(img_ids: list[int], coco_gt: COCO) -> list[int]:
     return ids
 
 
+def _cocoeval(coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float], ids: list[int] | None) -> COCOeval:
+    """pycocotools' keypoint evaluation over the images ``ids`` (None: every image), summarised."""
+    ev = COCOeval(coco_gt, coco_dt, "keypoints")
+    ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+    if ids is not None:
+        ev.params.imgIds = ids
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return ev
+
+
+def _crowdpose_stats(coco_gt: COCO, dets: list[dict], sigmas: Sequence[float], ids: list[int],
+                     index: dict[int, float]) -> dict[str, float]:
+    """CrowdPose's metric on a ground truth that already has the box areas: AP/AR over ``ids``, then AP over
+    its easy, medium and hard images, rounded to 4 decimals as CrowdPose's code reports them (-1 for a
+    group without images). A group's AP is COCOeval's over its images; CrowdPose's code averages the raw
+    precision array instead, which is the same for its one category. Like xtcocotools, predictions whose
+    joints all score 0 are left out."""
+    dets = [d for d in dets if max(d["keypoints"][2::3]) > 0]
+    if not dets:
+        return dict.fromkeys(CROWD_STAT_NAMES, 0.0)
+    coco_dt = coco_gt.loadRes(dets)
+    every = _cocoeval(coco_gt, coco_dt, sigmas, ids).stats
+    stats = [every[i] for i in (0, 1, 2, 5, 6, 7)]
+    crowd = np.array([index[i] for i in ids])
+    low, high = CROWD_BOUNDS
+    for group in (crowd < low, (crowd >= low) & (crowd < high), crowd >= high):
+        members = np.asarray(ids)[group].tolist()
+        stats.append(np.round(_cocoeval(coco_gt, coco_dt, sigmas, members).stats[0], 4) if members else -1.0)
+    return {name: float(v) for name, v in zip(CROWD_STAT_NAMES, stats, strict=True)}
+
+
 def evaluate_keypoints(
     gt: str | Path | COCO,
     results: str | Path | list[dict],
     img_ids: list[int] | None = None,
     verbose: bool = False,
     sigmas: Sequence[float] = COCO17.sigmas,
+    area: Area = "file",
 ) -> dict[str, float]:
-    """Compute COCO keypoint AP/AR with pycocotools after checking both inputs.
+    """Compute COCO keypoint AP/AR with pycocotools after checking both inputs, or CrowdPose's metric for
+    a CrowdPose file (one whose images carry a ``crowdIndex``).
 
     COCOeval's keypoint settings: at most 20 detections per image, OKS thresholds 0.50:0.05:0.95. OKS uses
     ``sigmas``, the schema's per-joint falloffs (COCO-17's by default); ground truth and results must have
@@ -231,29 +310,30 @@ def evaluate_keypoints(
         img_ids: the images to evaluate, or None for every ground-truth image.
         verbose: let pycocotools print its progress and summary.
         sigmas: [K] per-joint OKS falloffs.
+        area: the OKS scale (and area range) of a ground-truth person: ``file``, its ``area``; ``box``,
+            0.53 x its box, for files without ``area``. A CrowdPose file always takes the box.
 
     Returns:
-        dict[str, float]: ``{name: value}`` for every name of ``STAT_NAMES``, in that order; values in
-        [0, 1], or -1.0 where an area range has no ground truth.
+        dict[str, float]: ``{name: value}`` for every name of ``STAT_NAMES`` (``CROWD_STAT_NAMES`` for a
+        CrowdPose file), in that order; values in [0, 1], or -1.0 where an area range (a crowd group) has
+        no ground truth.
 
     Raises:
         DataError: on an invalid ground-truth or results file or record.
         ValueError: when ``img_ids`` is empty or names images absent from the ground truth.
     """
-    coco_gt = _as_coco(gt, len(sigmas))
+    coco_gt = _as_coco(gt, len(sigmas), area)
+    index = _crowd_index(coco_gt.dataset, "ground truth")
     dets = load_results(results, coco_gt, len(sigmas))
     ids = _check_img_ids(img_ids, coco_gt) if img_ids is not None else None
     if not dets:
-        return dict.fromkeys(STAT_NAMES, 0.0)
+        return dict.fromkeys(STAT_NAMES if index is None else CROWD_STAT_NAMES, 0.0)
+    if area == "box" or index is not None:
+        coco_gt = _with_box_area(coco_gt)
     with _quiet(verbose):
-        coco_dt = coco_gt.loadRes(dets)
-        ev = COCOeval(coco_gt, coco_dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        if ids is not None:
-            ev.params.imgIds = ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+        if index is not None:
+            return _crowdpose_stats(coco_gt, dets, sigmas, ids or sorted(coco_gt.getImgIds()), index)
+        ev = _cocoeval(coco_gt, coco_gt.loadRes(dets), sigmas, ids)
     return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
 
 

@@ -71,7 +71,7 @@ def stamp_matches(path: str | os.PathLike, settings: dict) -> bool:
     """Whether the JSON stamp at ``path`` (written with :func:`save_json` beside generated files) records
     exactly ``settings``, so the files can be reused instead of made again."""
     path = Path(path)
-    return path.is_file() and json.loads(path.read_text()) == settings
+    return path.is_file() and read_json(path, "stamp") == settings
 
 
 def save_text(text: str, path: str | os.PathLike) -> Path:

@@ -96,6 +96,18 @@ def test_load_detections_malformed(tmp_path: Path, content: object, match: str) 
     assert str(path) in str(err.value)
 
 
+def test_load_detections_gzipped_as_plain(det_records: list[dict], tmp_path: Path) -> None:
+    """``test --detections x.json.gz`` reads the same boxes as the plain file."""
+    from okspose.fileio import write_coco
+
+    plain = load_detections(DET_FILE)
+    gz = load_detections(write_coco(det_records, tmp_path / "dets.json.gz"))
+    assert set(gz) == set(plain)
+    for image_id, (boxes, scores) in plain.items():
+        np.testing.assert_array_equal(gz[image_id][0], boxes)
+        np.testing.assert_array_equal(gz[image_id][1], scores)
+
+
 def test_load_detections_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_detections(tmp_path / "missing.json")

@@ -275,3 +275,27 @@ def test_eval_results_command_takes_the_schema(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["AP"] == 1.0
     assert main(["eval-results", "--gt", str(path), "--results", str(res), "--schema", "coco18"]) == 2
     assert "unknown keypoint schema 'coco18'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# File formats: .json.gz reads as .json does, as everywhere else in okspose
+# --------------------------------------------------------------------------------------------------
+
+def test_gzipped_gt_and_results_score_as_plain_json(coco_gt, tmp_path, capsys):
+    from okspose.cli import main
+    from okspose.fileio import write_coco
+
+    rng = np.random.default_rng(3)
+    results = perfect_results(coco_gt)
+    for r in results:
+        k = np.array(r["keypoints"], dtype=float).reshape(-1, 3)
+        k[:, :2] += rng.normal(scale=4.0, size=(len(k), 2))
+        r["keypoints"], r["score"] = k.ravel().tolist(), float(rng.uniform(0.1, 1.0))
+    stats = {}
+    for suffix in (".json", ".json.gz"):
+        gt, res = tmp_path / f"gt{suffix}", tmp_path / f"res{suffix}"
+        write_coco(coco_gt.dataset, gt)
+        write_coco(results, res)
+        assert main(["eval-results", "--gt", str(gt), "--results", str(res), "--json"]) == 0, capsys.readouterr().err
+        stats[suffix] = json.loads(capsys.readouterr().out)
+    assert stats[".json.gz"] == stats[".json"] and 0.3 < stats[".json"]["AP"] < 0.99

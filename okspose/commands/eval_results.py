@@ -1,5 +1,5 @@
-"""``okspose eval-results``: COCO keypoint AP/AR of a results file against an annotation file (pycocotools).
-Imports no torch: evaluating a results file needs none."""
+"""``okspose eval-results``: COCO keypoint AP/AR of a results file against an annotation file (pycocotools),
+or CrowdPose's metric against a CrowdPose file. Imports no torch: evaluating a results file needs none."""
 
 from __future__ import annotations
 
@@ -11,6 +11,6 @@ from okspose.keypoints import get_schema
 
 
 def run(args: argparse.Namespace) -> int:
-    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas)
+    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas, area=args.area)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0

@@ -22,7 +22,8 @@ from okspose.inference.poser import Poser
 from okspose.inference.scoring import score_posed
 from okspose.keypoints import KeypointSchema
 
-COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+# The columns shown: COCO's (APm, APl) or CrowdPose's (APeasy ... APhard), whichever the metric gave.
+COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "APeasy", "APmedium", "APhard", "AR")
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,13 @@ def format_ablation(rows: list[tuple[AblationRow, dict[str, float]]]) -> str:
     """Markdown: one table per ablation, rows in Team OKS's order."""
     lines: list[str] = []
     current = None
+    columns = [c for c in COLUMNS if c in rows[0][1]]
     for row, stats in rows:
         if row.table != current:
             current = row.table
-            lines += ["", f"**{current}**", "", "| " + " | ".join(("setting",) + COLUMNS) + " |",
-                      "|---" + "|---:" * len(COLUMNS) + "|"]
-        cells = ["n/a" if stats[c] < 0 else f"{stats[c]:.3f}" for c in COLUMNS]
+            lines += ["", f"**{current}**", "", "| " + " | ".join(["setting", *columns]) + " |",
+                      "|---" + "|---:" * len(columns) + "|"]
+        cells = ["n/a" if stats[c] < 0 else f"{stats[c]:.3f}" for c in columns]
         lines.append("| " + " | ".join([row.name, *cells]) + " |")
     return "\n".join(lines).strip() + "\n"
 

@@ -70,12 +70,13 @@ def score_posed(posed: PosedInstances, test: TestConfig, schema: KeypointSchema,
         img_ids: the images the metric covers; images without a kept instance count as misses.
 
     Returns:
-        The kept instances, their results records and the COCO stats (AP, AP50, ..., ARl in [0, 1]).
+        The kept instances, their results records and the COCO stats (AP, AP50, ..., ARl in [0, 1]; for
+        a CrowdPose set CrowdPose's, AP ... APhard).
     """
     sigmas = np.asarray(schema.sigmas)
     index, scores = select_instances(posed, test, sigmas)
     results = results_for(posed, index, scores)
-    stats = evaluate_keypoints(gt, results, img_ids=img_ids, sigmas=schema.sigmas)
+    stats = evaluate_keypoints(gt, results, img_ids=img_ids, sigmas=schema.sigmas, area=test.metric_area)
     return Scored(index, scores, results, Evaluation(stats, len(img_ids), posed.skipped))
 
 

@@ -7,12 +7,11 @@ what was in flight and never trains a finished code again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from okspose.errors import OksposeError
-from okspose.fileio import save_json
+from okspose.fileio import read_json, save_json
 
 STATE_FILE = "state.json"
 
@@ -59,9 +58,9 @@ def load_state(out_dir: str | Path) -> SearchState:
     if not path.is_file():
         raise OksposeError(f"{path}: no search state to resume (start without --resume)")
     try:
-        raw = json.loads(path.read_text())
+        raw = read_json(path, "search state")
         candidates = {c["code"]: Candidate(**c) for c in raw["candidates"]}
         return SearchState(raw["controller"], candidates, list(raw["in_flight"]), dict(raw["attempts"]),
                            int(raw["trainings"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise OksposeError(f"{path}: not a search state file ({err})") from None
