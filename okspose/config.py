@@ -155,8 +155,12 @@ class SearchConfig:
     workers: int = 0  # candidates in flight (0: one per GPU, or per cpus_per_candidate CPUs, of the Ray cluster)
     cpus_per_candidate: int = 1
     threads: int = 1  # torch threads per candidate (1: reproducible rewards on any executor)
-    max_attempts: int = 2  # a failed or killed candidate is tried this often, then recorded as failed
-    failed_reward: float = 0.0
+    max_attempts: int = 2  # a failed or killed candidate is tried this often per proposal, then recorded as failed
+    max_tries: int = 6  # trainings of a failing candidate over the whole search (proposed again: tried again)
+    reward_scale: Literal["normalized", "raw"] = "normalized"  # Q learns z-scores of the rewards (raw: the paper)
+    shaping: Literal["even", "paper"] = "even"  # r/T at every step (paper: and all of r at the terminal step)
+    policy: Literal["q", "random"] = "q"  # random: uniformly random blocks, the random-search baseline
+    cost: Literal["flops", "latency"] = "flops"  # the reward's cost term: GFLOPs, or ms per forward pass
     proxy_data: Literal["synthetic", "coco", "mpii"] = "synthetic"  # synthetic: generated under output_dir
     synthetic_train: int = 200  # synthetic images (1-3 people each)
     synthetic_val: int = 40

@@ -45,7 +45,7 @@ class SearchResult:
 def controller_settings(cfg: Config) -> ControllerSettings:
     s = cfg.search
     return ControllerSettings(s.max_layers, s.batch_size, tuple(s.epsilons), tuple(s.iterations), s.q_init, s.q_lr,
-                              s.discount, s.replay, s.seed)
+                              s.discount, s.replay, s.seed, s.reward_scale, s.shaping, s.policy)
 
 
 def _with_output_dir(cfg: Config, out_dir: Path) -> Config:
@@ -102,8 +102,8 @@ def progress_line(c: Candidate, state: SearchState, controller: QController) -> 
             f"iter {c.iteration + 1} eps {c.epsilon:.1f}")
     if c.status != "ok":
         return f"{head} FAILED after {c.attempts} attempt(s): {c.error} | {c.code}"
-    return (f"{head} reward {c.reward:.4f} acc {c.accuracy:.4f} {c.gflops:.3f} GFLOPs {c.params / 1e6:.3f} M "
-            f"{c.seconds:.1f} s | best {best[0].reward:.4f} | {c.code}")
+    return (f"{head} reward {c.reward:.4f} acc {c.accuracy:.4f} {c.gflops:.3f} GFLOPs {c.latency_ms:.1f} ms "
+            f"{c.params / 1e6:.3f} M {c.seconds:.1f} s | best {best[0].reward:.4f} | {c.code}")
 
 
 def run_search(cfg: Config, resume: str | Path | None = None, address: str | None = None,
@@ -135,7 +135,7 @@ def run_search(cfg: Config, resume: str | Path | None = None, address: str | Non
     executor = make_executor(run_cfg, out_dir, address)
     try:
         stats = run_driver(controller, executor, state, out_dir,
-                           DriverSettings(s.mu, s.rho, s.max_attempts, s.failed_reward), on_finish)
+                           DriverSettings(s.mu, s.rho, s.max_attempts, s.max_tries, s.cost), on_finish)
     finally:
         executor.close()
     write_log(state, out_dir / "search_log.csv")
@@ -151,7 +151,7 @@ def run_search(cfg: Config, resume: str | Path | None = None, address: str | Non
 def run(args: argparse.Namespace) -> int:
     result = run_search(load_run_config(args.config, args.overrides), resume=args.resume, address=args.address)
     s = result.stats
-    print(f"{s.finished} candidates in {s.seconds:.1f} s (driver overhead {s.overhead:.2f} s); "
+    print(f"{s.finished} candidates ({s.failed} failed) in {s.seconds:.1f} s (driver overhead {s.overhead:.2f} s); "
           f"log, plots and state in {result.out_dir}")
     if result.best is not None:
         print(f"best block (reward {result.best.reward:.4f}, accuracy {result.best.accuracy:.4f}): {result.best.code}")

@@ -10,7 +10,10 @@ as head size), and on COCO-format data (the synthetic people included) the same 
 of the box's longer side (``pck_thr`` 0.5 is then mmpose's bbox PCK@0.05). PCK moves smoothly with a few
 epochs of training, where COCO AP of barely trained networks is mostly zero.
 
-Reward = accuracy - mu * ln(GFLOPs of the proxy network per person) - rho * ln(block density).
+Reward = accuracy - mu * ln(cost) - rho * ln(block density), where the cost is the proxy network's GFLOPs
+per person (``search.cost=flops``, the paper's) or its latency in milliseconds on the device that trains it
+(``search.cost=latency``: the median of timed forward passes at ``train.batch_size`` after warm-up), so a
+lab can search for the CPU or GPU it will deploy on.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import math
 import os
 import socket
+import statistics
 import time
 import uuid
 from hashlib import sha1
@@ -93,8 +97,30 @@ def train_proxy(cfg: Config, records: PersonRecords, device: torch.device) -> to
     return model
 
 
+def forward_latency_ms(model: torch.nn.Module, batch: int, input_size: tuple[int, int], device: torch.device,
+                       warmup: int = 2, repeat: int = 7) -> float:
+    """Median wall time (ms) of an inference forward pass of ``model`` on a batch of ``batch`` crops."""
+    w, h = input_size
+    images = torch.randn(batch, 3, h, w, device=device)
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeat):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(images)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return 1000 * statistics.median(times)
+
+
 def evaluate_candidate(code: str, cfg: Config, out_dir: str | None = None) -> dict:
-    """Train and measure one code: accuracy, GFLOPs, parameters, density, seconds. With ``out_dir``, a
+    """Train and measure one code: accuracy, GFLOPs, latency, parameters, density, seconds. With ``out_dir``, a
     record of the training goes to ``out_dir/trainings/`` (the tests count trainings with it)."""
     start = time.perf_counter()
     cfg = candidate_config(cfg, code)
@@ -106,10 +132,12 @@ def evaluate_candidate(code: str, cfg: Config, out_dir: str | None = None) -> di
         accuracy = proxy_accuracy(model, cfg, proxy_records(cfg, "val"), device)
         w, h = cfg.data.input_size
         complexity = measure_complexity(model, (1, 3, h, w))
+        latency = forward_latency_ms(model, cfg.train.batch_size, (w, h), device)
     finally:
         torch.set_num_threads(threads)
-    result = {"accuracy": accuracy, "gflops": complexity.flops / 1e9, "params": complexity.params,
-              "density": graph_density(parse_code(code)), "seconds": time.perf_counter() - start}
+    result = {"accuracy": accuracy, "gflops": complexity.flops / 1e9, "latency_ms": latency,
+              "params": complexity.params, "density": graph_density(parse_code(code)),
+              "seconds": time.perf_counter() - start}
     if out_dir is not None:
         name = f"{sha1(code.encode()).hexdigest()[:12]}-{uuid.uuid4().hex[:8]}.json"
         save_json({"code": code, "host": socket.gethostname(), "pid": os.getpid(), **result},
@@ -117,7 +145,8 @@ def evaluate_candidate(code: str, cfg: Config, out_dir: str | None = None) -> di
     return result
 
 
-def reward(result: dict, mu: float, rho: float) -> float:
-    """accuracy - mu * ln(GFLOPs) - rho * ln(density)."""
-    return result["accuracy"] - mu * math.log(result["gflops"]) - rho * math.log(result["density"])
+def reward(result: dict, mu: float, rho: float, cost: str = "flops") -> float:
+    """accuracy - mu * ln(GFLOPs or latency in ms) - rho * ln(density)."""
+    c = result["gflops"] if cost == "flops" else result["latency_ms"]
+    return result["accuracy"] - mu * math.log(c) - rho * math.log(result["density"])
 

@@ -18,7 +18,8 @@ STATE_FILE = "state.json"
 
 @dataclass
 class Candidate:
-    """One evaluated code. ``status`` is "ok" or "failed" (after ``attempts`` tries; ``error`` says why)."""
+    """One evaluated code. ``status`` is "ok" or "failed" (after ``attempts`` tries; ``error`` says why; no
+    reward: NaN)."""
 
     code: str
     order: int  # position among finished candidates
@@ -28,6 +29,7 @@ class Candidate:
     reward: float
     accuracy: float = 0.0
     gflops: float = 0.0
+    latency_ms: float = 0.0  # median forward pass of the proxy network at the search's batch size
     params: int = 0
     density: float = 0.0
     seconds: float = 0.0
