@@ -111,28 +111,63 @@ def test_sigkill_then_resume_trains_no_finished_candidate_again(tmp_path):
         c: r.reward for c, r in state.candidates.items()}
 
 
-def run_flaky(executor, out: Path) -> SearchState:
+class RecordingExecutor:
+    """Passes everything to ``inner`` and keeps every outcome it returns, retries included (the search state
+    keeps only each candidate's last one)."""
+
+    def __init__(self, inner):
+        self.inner, self.capacity, self.outcomes = inner, inner.capacity, []
+
+    def submit(self, code: str) -> None:
+        self.inner.submit(code)
+
+    def wait(self):
+        out = self.inner.wait()
+        self.outcomes += out
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def run_flaky(executor, out: Path) -> tuple[SearchState, list]:
     controller = QController(ControllerSettings(max_layers=2, batch_size=4, iterations=(1, 0, 0, 0, 0, 0, 0, 0, 0, 1),
                                                 seed=5))
     state = SearchState()
+    recording = RecordingExecutor(executor)
     try:
-        run_driver(controller, executor, state, out, DriverSettings(mu=0.0, rho=0.0, max_attempts=2,
-                                                                      failed_reward=-1.0), lambda c: None)
+        run_driver(controller, recording, state, out, DriverSettings(mu=0.0, rho=0.0, max_attempts=2,
+                                                                       failed_reward=-1.0), lambda c: None)
     finally:
-        executor.close()
-    return state
+        recording.close()
+    return state, recording.outcomes
 
 
-def check_flaky(state: SearchState) -> None:
+MAX_POOLING = "RuntimeError: max pooling is not allowed here"  # search_flaky's error, as the state records it
+
+
+def check_flaky(state: SearchState, outcomes: list) -> list[str]:
+    """The checks both executors pass; returns the errors of the first tries of the codes that then trained."""
     failed = {c for c, r in state.candidates.items() if r.status == "failed"}
     assert failed and failed == {c for c in state.candidates if "max" in c}
-    assert all(state.candidates[c].reward == -1.0 and "max pooling" in state.candidates[c].error for c in failed)
+    assert failed != set(state.candidates)
+    assert all(state.candidates[c].reward == -1.0 and state.candidates[c].error == MAX_POOLING for c in failed)
     assert all(r.attempts == 2 for r in state.candidates.values())
-    assert state.trainings == 2 * len(state.candidates) and not state.in_flight
+    assert state.trainings == 2 * len(state.candidates) == len(outcomes) and not state.in_flight
+    tries = {code: [o for o in outcomes if o.code == code] for code in state.candidates}
+    for code, (first, second) in tries.items():
+        if code in failed:
+            assert first.error == second.error == MAX_POOLING
+        else:
+            assert first.error is not None and first.result is None  # the first try failed ...
+            assert second.error is None and second.result["accuracy"] == len(code) / 100  # ... the retry trained
+            assert state.candidates[code].accuracy == len(code) / 100 and state.candidates[code].error == ""
+    return [tries[code][0].error for code in state.candidates if code not in failed]
 
 
 def test_failed_candidates_are_retried_then_recorded(tmp_path):
-    check_flaky(run_flaky(SequentialExecutor(flaky_evaluate, str(tmp_path), False), tmp_path))
+    first_errors = check_flaky(*run_flaky(SequentialExecutor(flaky_evaluate, str(tmp_path), False), tmp_path))
+    assert first_errors and set(first_errors) == {"RuntimeError: first try fails"}
 
 
 @pytest.fixture
@@ -146,10 +181,10 @@ def ray_workers_import_tests(monkeypatch):
 
 
 def test_ray_retries_killed_workers_then_records_failures(tmp_path, ray_workers_import_tests):
-    state = run_flaky(RayExecutor(flaky_evaluate, str(tmp_path), True, workers=2), tmp_path)
-    check_flaky(state)
-    assert any("died" in r.error.lower() or "crash" in r.error.lower() or "max pooling" in r.error
-               for r in state.candidates.values())
+    first_errors = check_flaky(*run_flaky(RayExecutor(flaky_evaluate, str(tmp_path), True, workers=2), tmp_path))
+    assert first_errors
+    # the first try of every code that then trained killed its worker (os._exit): Ray reports a dead worker
+    assert all(e.startswith("WorkerCrashedError: ") and "died" in e.lower() for e in first_errors), first_errors
 
 
 def test_ray_with_two_workers_gives_the_sequential_rewards(tmp_path, ray_workers_import_tests):
