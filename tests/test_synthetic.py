@@ -209,6 +209,9 @@ def test_corrupted_persons_are_recorded_and_only_their_keypoints_lie(corrupted_s
 
 
 def test_selection_drops_corrupted_persons_far_more_often_than_clean_ones(corrupted_set: Path, tmp_path: Path) -> None:
+    """select-data end to end on the corrupted synthetic set. The corruption moves poses 0.5-1 box sizes away,
+    which this rule catches by construction, so this is a plumbing check; whether the rule finds COCO's real
+    false annotations is test_selection_on_real_coco_labels_drops_poses_off_their_box_and_keeps_centred_ones."""
     from okspose.cli import main
 
     ann = corrupted_set / "annotations"
