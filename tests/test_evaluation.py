@@ -19,7 +19,7 @@ from okspose.evaluation import (
     load_coco,
     load_results,
 )
-from okspose.keypoints import AIC14, CROWDPOSE14
+from okspose.keypoints import AIC14, COCO17, CROWDPOSE14
 
 DATA = SHARED_DATA
 VAL_JSON = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
@@ -55,17 +55,54 @@ def test_gt_path_and_results_file(coco_gt, tmp_path):
     assert evaluate_keypoints(str(VAL_JSON), path)["AP"] == 1.0
 
 
-def test_noisy_results_score_lower(coco_gt):
-    rng = np.random.default_rng(0)
+def labelled_oks(gt: np.ndarray, dt: np.ndarray, area: float, sigmas) -> float:
+    """COCO's OKS written out: mean over the labelled joints of exp(-d^2 / (2 area (2 sigma)^2))."""
+    d2 = ((gt[:, :2] - dt[:, :2]) ** 2).sum(1)
+    return float(np.exp(-d2 / (2.0 * area * (2.0 * np.asarray(sigmas)) ** 2))[gt[:, 2] > 0].mean())
+
+
+def test_one_shifted_person_scores_what_its_oks_says(coco_gt):
+    """Every person predicted exactly except one large person, moved by a known offset to OKS 0.725 and
+    scored lower than the rest: at the OKS thresholds 0.50-0.70 it is a hit, at 0.75-0.95 a miss (its
+    ground truth unmatched, its detection a false positive ranked last). With N persons the 101-point
+    precision is then 1 up to recall (N - 1) / N and 0 above it."""
     results = perfect_results(coco_gt)
-    for r, a in zip(results, (a for a in coco_gt.dataset["annotations"]
-                              if a["num_keypoints"] > 0 and not a["iscrowd"]), strict=True):
-        k = np.array(r["keypoints"], dtype=float).reshape(-1, 3)
-        k[:, :2] += rng.normal(scale=0.1 * np.sqrt(a["area"]), size=(len(k), 2))
-        r["keypoints"] = k.ravel().tolist()
+    anns = [a for a in coco_gt.dataset["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
+    assert len(anns) == len(results)
+    i = next(i for i, a in enumerate(anns) if a["area"] > 2 * 96**2 and a["num_keypoints"] >= 10)
+    gt, area = np.array(anns[i]["keypoints"], float).reshape(17, 3), anns[i]["area"]
+    direction = np.array([0.6, 0.8])
+    lo, hi = 0.0, float(np.sqrt(area))  # the offset giving OKS 0.725, by bisection (OKS falls with it)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if labelled_oks(gt, gt[:, :2] + mid * direction, area, COCO17.sigmas) > 0.725 else (lo, mid)
+    moved = gt.copy()
+    moved[:, :2] += lo * direction
+    assert labelled_oks(gt, moved, area, COCO17.sigmas) == pytest.approx(0.725, abs=1e-9)
+    results[i] = {**results[i], "keypoints": moved.ravel().tolist(), "score": 0.5}
+
+    n_all = len(anns)
+    n_large = sum(a["area"] > 96**2 for a in anns)
+
+    def ap(n: int) -> float:  # 101-point AP at a threshold the moved person fails
+        assert abs(100 * (n - 1) / n - round(100 * (n - 1) / n)) > 1e-6  # no recall point on the edge
+        return (np.floor(100 * (n - 1) / n) + 1) / 101
+    hit = np.linspace(0.5, 0.95, 10) <= 0.725 + 1e-12  # 5 hits, 5 misses
+    assert hit.sum() == 5
+    expected = {
+        "AP": np.mean(np.where(hit, 1.0, ap(n_all))), "AP50": 1.0, "AP75": ap(n_all), "APm": 1.0,
+        "APl": np.mean(np.where(hit, 1.0, ap(n_large))),
+        "AR": np.mean(np.where(hit, 1.0, (n_all - 1) / n_all)), "AR50": 1.0, "AR75": (n_all - 1) / n_all,
+        "ARm": 1.0, "ARl": np.mean(np.where(hit, 1.0, (n_large - 1) / n_large)),
+    }
     stats = evaluate_keypoints(coco_gt, results)
-    assert 0.0 < stats["AP"] < 1.0
-    assert stats["AP75"] <= stats["AP50"]
+    assert stats == pytest.approx(expected, abs=1e-12), (stats, expected)
+    # The same offset with every joint's sigma doubled is a hit at more thresholds: sigmas reach the metric.
+    wide = labelled_oks(gt, moved, area, 2 * np.asarray(COCO17.sigmas))
+    hit = np.linspace(0.5, 0.95, 10) <= wide
+    assert 5 < hit.sum() < 10, wide
+    stats = evaluate_keypoints(coco_gt, results, sigmas=tuple(2 * np.asarray(COCO17.sigmas)))
+    assert stats["AP"] == pytest.approx(np.mean(np.where(hit, 1.0, ap(n_all))), abs=1e-12)
 
 
 def test_empty_results_give_zeros(coco_gt):

@@ -16,13 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+import okspose.recipe.reproduce as reproduce_recipe
+from okspose.checkpoints import Checkpoint
 from okspose.cli import main
+from okspose.config import load_config
 from okspose.data.aic import load_aic_records
 from okspose.data.mining import hardest, label_oks
 from okspose.data.records import load_person_records
+from okspose.data.selection import SelectionRule, select_records
+from okspose.evaluation import evaluate_keypoints
+from okspose.inference.poser import Poser
+from okspose.inference.scoring import score_posed
 from okspose.keypoints import AIC14, COCO17
 from okspose.recipe.reproduce import STEPS
 
@@ -35,16 +43,32 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[Path, str]:
+def smoke_run(tmp_path_factory) -> tuple[Path, str, list[dict]]:
+    """The smoke run's folder, its output, and what each table row handed to the scoring (every call of
+    ``score_posed``: the posed persons, the settings, and what it returned)."""
     root = tmp_path_factory.mktemp("reproduce")
+    calls: list[dict] = []
+
+    def recording(posed, test, schema, gt, img_ids):
+        scored = score_posed(posed, test, schema, gt, img_ids)
+        calls.append({"posed": posed, "test": test, "gt": gt, "img_ids": list(img_ids), "scored": scored})
+        return scored
+
     cwd = Path.cwd()
     os.chdir(root)  # a relative --out, as a user types it: the joint run's set paths must still resolve
     try:
-        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "train.amp=none"])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(reproduce_recipe, "score_posed", recording)
+            code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "train.amp=none"])
     finally:
         os.chdir(cwd)
     assert code == 0, text
-    return root / "work" / "smoke", text
+    return root / "work" / "smoke", text, calls
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run) -> tuple[Path, str]:
+    return smoke_run[:2]
 
 
 def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:
@@ -52,20 +76,89 @@ def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| step | AP | gain") and lines[0].endswith("| Team OKS: AP | Team OKS: gain |")
     assert [line.split(" | ")[0][2:] for line in lines[1:]] == [s.name for s in STEPS]
-    # Team OKS's published column: AP per step and the gain over the row above (their experiment table).
-    assert [line.split(" | ")[-2:] for line in lines[1:]] == [
-        ["70.3", " |"], ["70.8", "+0.5 |"], ["71.5", "+0.7 |"], ["71.7", "+0.2 |"], ["73.0", "+1.3 |"],
-        ["75.5", "+2.5 |"]]
     saved = json.loads((out / "reproduce.json").read_text())
     assert [r["step"] for r in saved["rows"]] == [s.name for s in STEPS]
-    assert all(0.0 <= r["stats"]["AP"] <= 1.0 for r in saved["rows"])
+    # Every column from the saved stats: AP, gain over the row above, AP50, AP75, AR in %; then Team OKS's
+    # published AP per step (their experiment table: 70.3 70.8 71.5 71.7 73.0 75.5) and its gain.
+    published = [70.3, 70.8, 71.5, 71.7, 73.0, 75.5]
+    for i, (line, row) in enumerate(zip(lines[1:], saved["rows"], strict=True)):
+        st = row["stats"]
+        gain = "" if i == 0 else f"{100 * (st['AP'] - saved['rows'][i - 1]['stats']['AP']):+.1f}"
+        theirs = "" if i == 0 else f"{published[i] - published[i - 1]:+.1f}"
+        assert [c.strip() for c in line.strip("|").split("|")] == [
+            row["step"], f"{100 * st['AP']:.1f}", gain, f"{100 * st['AP50']:.1f}", f"{100 * st['AP75']:.1f}",
+            f"{100 * st['AR']:.1f}", f"{published[i]:.1f}", theirs]
     assert (out / "reproduce.md").read_text().count("\n| ") == len(STEPS) + 1
-    # The joint model trained on both sets, in the configured 2:1 proportions.
+    # The joint model trained on both sets, in the configured 2:1 proportions, an epoch as long as both:
+    # the COCO-like train persons the selection keeps and the mined AIC-layout persons.
     row = next(csv.DictReader((out / "runs" / "joint" / "log.csv").open()))
-    counts = dict(item.split(":") for item in row["per_dataset"].split())
+    counts = {k: int(v) for k, v in (item.split(":") for item in row["per_dataset"].split())}
     assert list(counts) == ["coco", "aic_mined"]
-    coco, aic = int(counts["coco"]), int(counts["aic_mined"])
-    assert abs(coco - 2 * (coco + aic) / 3) <= 1
+    data = out / "data"
+    selected = select_records(load_person_records(data / "annotations" / "person_keypoints_train.json",
+                                                  data / "train", COCO17),
+                              SelectionRule.from_config(load_config(out / "runs" / "joint" / "config.yaml").data))
+    mined = json.loads((out / "runs" / "mined" / "aic_mined_summary.json").read_text())["mined"]
+    total = counts["coco"] + counts["aic_mined"]
+    assert total == len(selected) + mined
+    assert abs(counts["coco"] - 2 * total / 3) <= 0.5
+
+
+# Each row of the table, written out: (model, boxes, rescoring, IoU-NMS, OKS-NMS). Ground-truth boxes get no
+# IoU-NMS (overlapping people are real).
+ROW_SETTINGS = [
+    ("naive", "detector", "box", True, False),
+    ("selection", "detector", "box", True, False),
+    ("selection", "detector", "box*keypoint", True, False),
+    ("selection", "detector", "box*keypoint", True, True),
+    ("joint", "detector", "box*keypoint", True, True),
+    ("joint", "gt", "box*keypoint", False, True),
+]
+
+
+def test_each_row_is_its_model_boxes_and_settings(smoke_run) -> None:
+    out, _, calls = smoke_run
+    saved = json.loads((out / "reproduce.json").read_text())["rows"]
+    assert len(calls) == len(saved) == len(ROW_SETTINGS)
+    val_ann = out / "data" / "annotations" / "person_keypoints_val.json"
+    gt_records = load_person_records(val_ann, out / "data" / "val", COCO17)
+    posed_again = {}  # (model, boxes) -> keypoints
+    all_images = sorted(img["id"] for img in json.loads(val_ann.read_text())["images"])
+    for call, row, (model, boxes, rescoring, iou, oks) in zip(calls, saved, ROW_SETTINGS, strict=True):
+        test, posed = call["test"], call["posed"]
+        assert (row["model"], row["boxes"]) == (model, boxes), row["step"]
+        assert (test.rescoring, test.iou_nms, test.oks_nms) == (rescoring, iou, oks), row["step"]
+        assert Path(call["gt"]) == val_ann
+        # The row's stats are pycocotools' on the results it kept, over every val image.
+        assert call["img_ids"] == all_images and call["scored"].results
+        assert row["stats"] == call["scored"].evaluation.stats == evaluate_keypoints(
+            val_ann, call["scored"].results, img_ids=all_images)
+        # The poses are the row's model on the row's boxes, posed again here.
+        if boxes == "gt":
+            np.testing.assert_array_equal(posed.records.boxes, gt_records.boxes)
+            assert (posed.records.scores == 1).all()
+        else:
+            np.testing.assert_array_equal(posed.records.boxes, calls[0]["posed"].records.boxes)  # one detector
+            assert (posed.records.scores < 1).any()
+        if (model, boxes) not in posed_again:
+            cfg = load_config(out / "runs" / model / "config.yaml")
+            poser = Poser.from_checkpoint(cfg, Checkpoint.read(out / "runs" / model / "checkpoint.pth"),
+                                          torch.device("cpu"))
+            posed_again[model, boxes] = poser.pose(posed.records).keypoints
+        np.testing.assert_allclose(posed_again[model, boxes], posed.keypoints, rtol=0, atol=1e-9)
+    # Three models, three different sets of poses on the same detector boxes.
+    kps = [c["posed"].keypoints for c in calls]
+    assert not np.allclose(kps[0], kps[1]) and not np.allclose(kps[1], kps[4])
+    # Rows on one model and the same boxes differ only in scoring: box score, x keypoint score, then OKS-NMS.
+    selection = calls[1]["posed"]
+    box_scored, rescored, suppressed = (calls[i]["scored"] for i in (1, 2, 3))
+    for scored, rescoring in ((box_scored, False), (rescored, True)):
+        for i, score in zip(scored.index, scored.scores):
+            joints = selection.keypoints[i, :, 2]
+            kpt = joints[joints > 0.2].mean() if (joints > 0.2).any() else 0.0
+            expected = selection.records.scores[i] * (kpt if rescoring else 1.0)
+            assert score == pytest.approx(expected, rel=1e-12)
+    assert set(suppressed.index) <= set(rescored.index) and len(suppressed.index) < len(rescored.index)
 
 
 def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:

@@ -4,6 +4,8 @@ recorded, SIGKILL of the driver then --resume without retraining, and the MPII p
 
 from __future__ import annotations
 
+import copy
+import csv
 import json
 import math
 import os
@@ -15,14 +17,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import CONFIGS, REPO, SHARED_DATA
 from search_flaky import flaky_evaluate
 
 from okspose.cli import main
 from okspose.commands.search import run_search
 from okspose.config import load_config
+from okspose.data.build import build_codec
+from okspose.data.dataset import TopDownDataset
 from okspose.data.mpii import load_mpii_records, pckh
+from okspose.data.transforms import box_to_center_scale
 from okspose.errors import ConfigError, DataError
+from okspose.evaluation import evaluate_keypoints, format_stats
+from okspose.inference.poser import Poser
+from okspose.inference.runtime import normalize_images
+from okspose.inference.scoring import summary_path
+from okspose.keypoints import MPII16
+from okspose.search import proxy
 from okspose.search.controller import ControllerSettings, QController
 from okspose.search.driver import DriverSettings, run_driver
 from okspose.search.executors import RayExecutor, SequentialExecutor
@@ -54,19 +66,42 @@ def test_search_writes_reports_and_its_best_block_trains_and_tests(tmp_path, cap
     state = load_state(out)
     assert text.count("] iter ") == len(state.candidates) == state.trainings >= 3
     assert all(n == 1 for n in trainings(out).values()) and set(trainings(out)) == set(state.candidates)
+    # The schedule asked for 3 iterations of search.batch_size=2 blocks: 6 proposals, all with their rewards.
+    assert state.controller["iteration"] == 3 and not state.controller["batch"]
+    memory = state.controller["memory"]
+    assert len(memory) == 6 and {code for code, _ in memory} == set(state.candidates)
+    assert all(reward == state.candidates[code].reward for code, reward in memory)
     for name in ("search_log.csv", "rewards.png", "best_blocks.png", "best_code.txt", "best_config.yaml"):
         assert (out / name).stat().st_size > 0, name
-    assert len((out / "search_log.csv").read_text().splitlines()) == len(state.candidates) + 1
+    # The log holds every candidate once; reward = accuracy - mu ln(GFLOPs) - rho ln(density) from its columns,
+    # and the accuracy is what its training measured.
+    rows = list(csv.DictReader((out / "search_log.csv").open()))
+    assert [r["code"] for r in rows] == sorted(state.candidates, key=lambda c: state.candidates[c].order)
+    measured = {json.loads(p.read_text())["code"]: json.loads(p.read_text()) for p in (out / TRAININGS_DIR).glob("*")}
+    mu = rho = 0.01  # search_synthetic.yaml
+    for r in rows:
+        acc, gflops, density = float(r["accuracy"]), float(r["gflops"]), float(r["density"])
+        assert r["status"] == "ok" and 0.0 <= acc <= 1.0 and gflops > 0 and density > 0
+        assert acc == measured[r["code"]]["accuracy"] and gflops == measured[r["code"]]["gflops"]
+        assert float(r["reward"]) == pytest.approx(acc - mu * math.log(gflops) - rho * math.log(density), abs=1e-12)
+        assert float(r["reward"]) == state.candidates[r["code"]].reward
     best = max(state.candidates.values(), key=lambda c: c.reward)
     assert (out / "best_code.txt").read_text().strip() == best.code and best.code in text
+    assert f"best block (reward {best.reward:.4f}, accuracy {best.accuracy:.4f}): {best.code}" in text
     assert main(args) == 2  # the folder holds a search: asks for --resume
     assert "--resume" in capsys.readouterr().err
     overrides = [f"train.output_dir={tmp_path / 'best'}", "train.eval_every=0", "train.progress=false",
                  "train.amp=none", "test.batch_size=8"]
     assert main(["train", str(out / "best_config.yaml"), *overrides]) == 0
+    capsys.readouterr()
+    results = tmp_path / "results.json"
     assert main(["test", str(out / "best_config.yaml"), *overrides, "--checkpoint",
-                 str(tmp_path / "best" / "checkpoint.pth"), "--device", "cpu"]) == 0
-    assert "AP" in capsys.readouterr().out
+                 str(tmp_path / "best" / "checkpoint.pth"), "--device", "cpu", "--out", str(results)]) == 0
+    # The printed stats are pycocotools' on the written results and the val set of the searched config.
+    stats = evaluate_keypoints(load_config(out / "best_config.yaml").data_path("val_ann"), results)
+    assert json.loads(summary_path(results).read_text())["AP"] == stats["AP"]
+    assert format_stats(stats) in capsys.readouterr().out
+    assert len(json.loads(results.read_text())) > 0
 
 
 @pytest.mark.parametrize("config", ["coco_blockqnn_256.yaml", "coco_hg2_3mod_256.yaml"])
@@ -112,28 +147,63 @@ def test_sigkill_then_resume_trains_no_finished_candidate_again(tmp_path):
         c: r.reward for c, r in state.candidates.items()}
 
 
-def run_flaky(executor, out: Path) -> SearchState:
+class RecordingExecutor:
+    """Passes everything to ``inner`` and keeps every outcome it returns, retries included (the search state
+    keeps only each candidate's last one)."""
+
+    def __init__(self, inner):
+        self.inner, self.capacity, self.outcomes = inner, inner.capacity, []
+
+    def submit(self, code: str) -> None:
+        self.inner.submit(code)
+
+    def wait(self):
+        out = self.inner.wait()
+        self.outcomes += out
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def run_flaky(executor, out: Path) -> tuple[SearchState, list]:
     controller = QController(ControllerSettings(max_layers=2, batch_size=4, iterations=(1, 0, 0, 0, 0, 0, 0, 0, 0, 1),
                                                 seed=5))
     state = SearchState()
+    recording = RecordingExecutor(executor)
     try:
-        run_driver(controller, executor, state, out, DriverSettings(mu=0.0, rho=0.0, max_attempts=2),
+        run_driver(controller, recording, state, out, DriverSettings(mu=0.0, rho=0.0, max_attempts=2),
                    lambda c: None)
     finally:
-        executor.close()
-    return state
+        recording.close()
+    return state, recording.outcomes
 
 
-def check_flaky(state: SearchState) -> None:
+MAX_POOLING = "RuntimeError: max pooling is not allowed here"  # search_flaky's error, as the state records it
+
+
+def check_flaky(state: SearchState, outcomes: list) -> list[str]:
+    """The checks both executors pass; returns the errors of the first tries of the codes that then trained."""
     failed = {c for c, r in state.candidates.items() if r.status == "failed"}
     assert failed and failed == {c for c in state.candidates if "max" in c}
-    assert all(math.isnan(state.candidates[c].reward) and "max pooling" in state.candidates[c].error for c in failed)
+    assert failed != set(state.candidates)
+    assert all(math.isnan(state.candidates[c].reward) and state.candidates[c].error == MAX_POOLING for c in failed)
     assert all(r.attempts == 2 for r in state.candidates.values())
-    assert state.trainings == 2 * len(state.candidates) and not state.in_flight
+    assert state.trainings == 2 * len(state.candidates) == len(outcomes) and not state.in_flight
+    tries = {code: [o for o in outcomes if o.code == code] for code in state.candidates}
+    for code, (first, second) in tries.items():
+        if code in failed:
+            assert first.error == second.error == MAX_POOLING
+        else:
+            assert first.error is not None and first.result is None  # the first try failed ...
+            assert second.error is None and second.result["accuracy"] == len(code) / 100  # ... the retry trained
+            assert state.candidates[code].accuracy == len(code) / 100 and state.candidates[code].error == ""
+    return [tries[code][0].error for code in state.candidates if code not in failed]
 
 
 def test_failed_candidates_are_retried_then_recorded(tmp_path):
-    check_flaky(run_flaky(SequentialExecutor(flaky_evaluate, str(tmp_path), False), tmp_path))
+    first_errors = check_flaky(*run_flaky(SequentialExecutor(flaky_evaluate, str(tmp_path), False), tmp_path))
+    assert first_errors and set(first_errors) == {"RuntimeError: first try fails"}
 
 
 @pytest.fixture
@@ -147,10 +217,10 @@ def ray_workers_import_tests(monkeypatch):
 
 
 def test_ray_retries_killed_workers_then_records_failures(tmp_path, ray_workers_import_tests):
-    state = run_flaky(RayExecutor(flaky_evaluate, str(tmp_path), True, workers=2), tmp_path)
-    check_flaky(state)
-    assert any("died" in r.error.lower() or "crash" in r.error.lower() or "max pooling" in r.error
-               for r in state.candidates.values())
+    first_errors = check_flaky(*run_flaky(RayExecutor(flaky_evaluate, str(tmp_path), True, workers=2), tmp_path))
+    assert first_errors
+    # the first try of every code that then trained killed its worker (os._exit): Ray reports a dead worker
+    assert all(e.startswith("WorkerCrashedError: ") and "died" in e.lower() for e in first_errors), first_errors
 
 
 def test_ray_with_two_workers_gives_the_sequential_rewards(tmp_path, ray_workers_import_tests):
@@ -192,14 +262,64 @@ def test_mpii_bad_record_names_file_and_record(tmp_path):
         load_mpii_records(bad, MPII)
 
 
-def test_mpii_proxy_measures_pckh():
-    cfg = load_config(CONFIGS / "search_synthetic.yaml", [
-        *TINY, "search.proxy_data=mpii", f"data.root={MPII}", "data.train_ann=test_mpii.json", "data.train_images=.",
-        "data.val_ann=test_mpii.json", "data.val_images=.", "data.schema=mpii16"])
-    result = evaluate_candidate("1 conv3 0; 2 add 0 1", cfg)
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["params"] > 0 and result["density"] == 1.0
+class _Oracle(torch.nn.Module):
+    """A "network" that knows the crops of a set of persons and answers each with the heatmaps of given
+    keypoints (their training targets): the proxy's accuracy is then known exactly."""
+
+    def __init__(self, samples: list[dict]):
+        super().__init__()
+        self.crops = normalize_images(torch.stack([s["image"] for s in samples]), torch.device("cpu"))
+        self.targets = torch.stack([s["target"] for s in samples])
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the poser looks at the parameters' layout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x[:, None] - self.crops[None]).abs().amax(dim=(2, 3, 4))
+        assert (d.min(1).values == 0).all(), "a crop the oracle does not know"
+        return self.targets[d.argmin(1)]
+
+
+MPII_PROXY = ["search.proxy_data=mpii", f"data.root={MPII}", "data.train_ann=test_mpii.json", "data.train_images=.",
+              "data.val_ann=test_mpii.json", "data.val_images=.", "data.schema=mpii16"]
+
+
+def test_mpii_proxy_measures_pckh(monkeypatch):
+    cfg = load_config(CONFIGS / "search_synthetic.yaml", [*TINY, *MPII_PROXY])
+    trained = []
+    train_proxy = proxy.train_proxy
+    monkeypatch.setattr(proxy, "train_proxy", lambda *args: trained.append(train_proxy(*args)) or trained[-1])
+    code = "1 conv3 0; 2 add 0 1"
+    result = evaluate_candidate(code, cfg)
+    assert result["params"] > 0 and result["density"] == 1.0
     model_cfg = candidate_config(cfg, "1 conv3 0").model
     assert model_cfg.name == "blockqnn" and model_cfg.block_code == "1 conv3 0"
+    # The accuracy is PCKh@0.5 of the trained network on the val persons, written out here.
+    val = load_mpii_records(MPII / "test_mpii.json", MPII)
+    gt = val.keypoints
+    head = np.linalg.norm(gt[:, 9, :2] - gt[:, 8, :2], axis=1)  # upper neck - head top
+    labelled = gt[..., 2] > 0
+    kps, done, _ = Poser.from_config(trained[0], candidate_config(cfg, code), torch.device("cpu")).keypoints_of(val)
+    assert done.all()
+    hits = np.linalg.norm(kps[..., :2] - gt[..., :2], axis=-1) <= 0.5 * head[:, None]
+    assert result["accuracy"] == pytest.approx(hits[labelled].mean(), abs=1e-12)
+
+    # Oracles (at 128x128, where decoding is exact to a small fraction of a head): a network that predicts the
+    # labels scores 1; one whose joints 0-7 are 0.6 head sizes off and joints 8-15 0.4 (beyond PCKh@0.5, and
+    # within it; a tenth of the box would count neither) scores the share of labelled joints 8-15; at
+    # pck_thr 0.7 both are hits.
+    big = load_config(CONFIGS / "search_synthetic.yaml", [*TINY, *MPII_PROXY, "data.input_size=[128,128]",
+                                                          "data.heatmap_size=[32,32]"])
+    centers = box_to_center_scale(val.boxes, 1.0, big.data.padding)[0]
+    for shift, thr, expected in ((0.0, 0.5, 1.0), (0.6, 0.5, labelled[:, 8:].sum() / labelled.sum()),
+                                 (0.6, 0.7, 1.0)):
+        moved = copy.deepcopy(val)
+        off = np.where(np.arange(16) < 8, shift, 2 * shift / 3) * head[:, None]  # 0.6 and 0.4 head sizes
+        moved.keypoints[..., 0] -= np.sign(gt[..., 0] - centers[:, :1]) * off  # towards the crop's centre
+        dataset = TopDownDataset(moved, build_codec(big), MPII16, None, big.data.padding)
+        samples = [dataset[i] for i in range(len(dataset))]
+        assert (np.stack([s["target_weight"].numpy() for s in samples]) == labelled).all()  # all in the crops
+        big.search.pck_thr = thr
+        accuracy = proxy.proxy_accuracy(_Oracle(samples), big, proxy.proxy_records(big, "val"), torch.device("cpu"))
+        assert accuracy == pytest.approx(expected, abs=1e-12), (shift, thr)
 
 
 def test_resume_checks_the_settings_but_not_the_executor(tmp_path):

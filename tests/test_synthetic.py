@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CONFIGS, SHARED_DATA
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
@@ -207,6 +209,9 @@ def test_corrupted_persons_are_recorded_and_only_their_keypoints_lie(corrupted_s
 
 
 def test_selection_drops_corrupted_persons_far_more_often_than_clean_ones(corrupted_set: Path, tmp_path: Path) -> None:
+    """select-data end to end on the corrupted synthetic set. The corruption moves poses 0.5-1 box sizes away,
+    which this rule catches by construction, so this is a plumbing check; whether the rule finds COCO's real
+    false annotations is test_selection_on_real_coco_labels_drops_poses_off_their_box_and_keeps_centred_ones."""
     from okspose.cli import main
 
     ann = corrupted_set / "annotations"
@@ -222,6 +227,49 @@ def test_selection_drops_corrupted_persons_far_more_often_than_clean_ones(corrup
     print(f"\nselection drops {bad_dropped:.0%} of {len(corrupted)} corrupted persons and {clean_dropped:.0%} of "
           f"{len(judged - corrupted)} clean ones")
     assert bad_dropped >= 0.7 and clean_dropped <= 0.1
+
+
+COCO_VAL_LABELS = SHARED_DATA / "coco-labels" / "person_keypoints_val2017.json.gz"
+
+
+def test_selection_on_real_coco_labels_drops_poses_off_their_box_and_keeps_centred_ones() -> None:
+    """Real COCO val persons whose answer is known from the geometry alone, computed here without the rule:
+    persons whose labelled keypoints all lie outside their box, with their mean more than half the box's
+    longer side L from the box centre (COCO's false annotations), must be dropped; persons with >= 10
+    labelled keypoints, all inside a box of >= 50 px, their mean within 0.05 L of its centre, must be kept.
+    Both hold for any input aspect ratio in [0.75, 1]: the padded area is between 1.17 L^2 and 2.08 L^2, so
+    ks < exp(-0.25 / (0.08 * 2.08)) = 0.22 < 0.45 for the first and ks > exp(-0.0025 / (0.08 * 1.17)) = 0.97
+    > 0.65 for the second (s = 0.2; the line's ks runs from 0.45 to 0.65)."""
+    from okspose.config import load_config
+    from okspose.data.selection import SelectionRule, select_coco
+
+    if not COCO_VAL_LABELS.is_file():
+        pytest.skip(f"{COCO_VAL_LABELS} not found")
+    with gzip.open(COCO_VAL_LABELS) as f:
+        coco = json.load(f)
+    sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
+    far, centred = set(), set()
+    for a in coco["annotations"]:
+        kp = np.asarray(a["keypoints"], float).reshape(17, 3)
+        xy = kp[kp[:, 2] > 0, :2]
+        x, y, w, h = a["bbox"]
+        width, height = sizes[a["image_id"]]
+        if not len(xy) or x < 0 or y < 0 or x + w > width or y + h > height:
+            continue  # boxes inside their image only: no clipping to reason about
+        longer = max(w, h)
+        off = np.hypot(*(xy.mean(0) - [x + w / 2, y + h / 2]))
+        inside = (xy[:, 0] >= x) & (xy[:, 0] <= x + w) & (xy[:, 1] >= y) & (xy[:, 1] <= y + h)
+        if off > 0.5 * longer and not inside.any():
+            far.add(a["id"])
+        elif len(xy) >= 10 and min(w, h) >= 50 and off < 0.05 * longer and inside.all():
+            centred.add(a["id"])
+    assert len(far) >= 5 and len(centred) >= 300, (len(far), len(centred))
+    training = load_config(CONFIGS / "coco_hg8_256.yaml")
+    for rule in (SelectionRule(), SelectionRule.from_config(training.data)):  # HRNet's 0.75, okspose's 256x256
+        kept, _ = select_coco(coco, rule)
+        kept_ids = {a["id"] for a in kept["annotations"]}
+        assert not far & kept_ids, (rule, sorted(far & kept_ids))
+        assert centred <= kept_ids, (rule, sorted(centred - kept_ids)[:10])
 
 
 def test_aic_layout_set_has_head_top_and_neck_and_other_scenes(corrupted_set: Path) -> None:

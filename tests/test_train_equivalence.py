@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS
@@ -60,10 +61,14 @@ def test_resume_gives_identical_weights(coco_mini, tmp_path):
     assert any(not torch.equal(init[k], a[k]) for k in a), "training did not change the weights"
 
 
-def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = 300) -> None:
+def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = 300, ranks_to: Path | None = None) -> None:
+    """``okspose train`` under torchrun; with ``ranks_to``, through tests/ddp_ranks.py, which saves every
+    rank's weights there as rank<r>.pth."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "okspose.cli", "train", str(CONFIGS / "coco_mini_tiny.yaml"), *args, "--device", "cpu"]
+    config = str(CONFIGS / "coco_mini_tiny.yaml")
+    entry = (["-m", "okspose.cli", "train", config, *args, "--device", "cpu"] if ranks_to is None else
+             [str(Path(__file__).with_name("ddp_ranks.py")), str(ranks_to), config, *args])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *entry]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             start_new_session=True)
     try:
@@ -75,14 +80,26 @@ def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = 300) -
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
-def test_ddp_two_processes_match_one_process(coco_mini, tmp_path):
+@pytest.fixture(scope="module")
+def single_run(coco_mini, tmp_path_factory) -> Path:
+    """One process, batch 8, one epoch: what 2 processes with batch 4 are compared with."""
     torch.set_num_threads(1)
-    single = load_config(CONFIGS / "coco_mini_tiny.yaml",
-                         _overrides(coco_mini, tmp_path / "single", "train.epochs=1", "train.batch_size=8"))
-    train(single, device="cpu")
+    out = tmp_path_factory.mktemp("single")
+    train(load_config(CONFIGS / "coco_mini_tiny.yaml",
+                      _overrides(coco_mini, out, "train.epochs=1", "train.batch_size=8")), device="cpu")
+    return out
+
+
+def _log_row(run_dir: Path) -> dict:
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_ddp_two_processes_match_one_process(coco_mini, single_run, tmp_path):
     _torchrun(2, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4",
                             "train.sync_bn=true"), tmp_path)
-    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
+    a, b = _weights(single_run), _weights(tmp_path / "ddp")
     moved = 0
     for key in a:
         if a[key].is_floating_point():
@@ -93,11 +110,35 @@ def test_ddp_two_processes_match_one_process(coco_mini, tmp_path):
     assert moved > 10
 
 
-@pytest.mark.parametrize("nproc", [2])
-def test_ddp_without_sync_bn_runs(coco_mini, tmp_path, nproc):
-    """Per-process BatchNorm (the fast default on GPUs) trains too; its weights differ slightly."""
-    _torchrun(nproc, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4"), tmp_path)
-    assert (tmp_path / "ddp" / "checkpoint.pth").exists()
+def test_ddp_without_sync_bn_keeps_the_ranks_identical(coco_mini, single_run, tmp_path):
+    """Per-process BatchNorm (the fast default on GPUs): DDP still all-reduces the gradients, so every
+    rank ends with the same parameters, after as many steps as one process with W x the batch; only the
+    BatchNorm statistics are per process, so the weights differ (slightly) from the single-process run's."""
+    _torchrun(2, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4"), tmp_path,
+              ranks_to=tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pth") for r in (0, 1))
+    saved, single = _weights(tmp_path / "ddp"), _weights(single_run)
+    params = rank0["parameters"]
+    assert len(params) > 10 and rank0["trained"].keys() == rank1["trained"].keys() == saved.keys()
+    for key in params:
+        assert torch.equal(rank0["trained"][key], rank1["trained"][key]), f"ranks disagree on {key}"
+        assert torch.equal(saved[key], rank0["trained"][key]), key  # the checkpoint holds what the ranks trained
+    moved = sum(not torch.equal(rank0["init"][k], rank0["trained"][k]) for k in params)
+    # (two small SGD steps: BatchNorm scales, which start at 1.0, may not move by one float32 step)
+    assert moved > 0.6 * len(params), f"training moved {moved} of {len(params)} parameters"
+    # Without SyncBN the batch statistics are each rank's 4 crops, not all 8: the update differs from the
+    # single-process one (by ~14 % here; DDP with SyncBN, by ~1e-4), but it is the same training.
+    def norm(tensors) -> float:
+        return float(sum((t.double() ** 2).sum() for t in tensors) ** 0.5)
+
+    update = norm(single[k] - rank0["init"][k] for k in params)  # the same seed: the same initial weights
+    off = norm(rank0["trained"][k] - single[k] for k in params) / update
+    assert 0.02 < off < 0.5, f"update {off:.2%} away from the single-process update"
+    ddp_row, single_row = _log_row(tmp_path / "ddp"), _log_row(single_run)
+    assert ddp_row["steps"] == single_row["steps"] == "2"  # 16 persons, 2 x 4 = 8 per step
+    loss, single_loss = float(ddp_row["loss"]), float(single_row["loss"])
+    assert np.isfinite(loss) and loss > 0
+    assert abs(loss - single_loss) < 0.2 * single_loss, (loss, single_loss)
 
 
 def _one_person_per_image(coco_mini: Path, out: Path, n: int) -> tuple[Path, list[Path]]:
