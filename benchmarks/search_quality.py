@@ -115,7 +115,7 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
 
 
 def rank(args: argparse.Namespace) -> None:
-    cfg = proxy_config(args.proxy, args.out)
+    cfg = proxy_config(args.proxy, args.out, [f"search.threads={args.threads}"])
     s = cfg.search
     results_path = args.out / "rank.json"
     results = read_json(results_path, "results") if results_path.is_file() else {}
@@ -157,7 +157,7 @@ def rank(args: argparse.Namespace) -> None:
 
 
 def versus(args: argparse.Namespace) -> None:
-    base = proxy_config(args.proxy, args.out / "data")
+    base = proxy_config(args.proxy, args.out / "data", [f"search.threads={args.threads}"])
     batch = 4
     iterations = [0] * 10
     n_iter = math.ceil(args.candidates / batch)
@@ -228,6 +228,7 @@ def main() -> None:
         p.add_argument("--proxy", choices=["real", "synthetic"], default="real")
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--seeds", type=int, default=2 if name == "rank" else 3)
+        p.add_argument("--threads", type=int, default=1, help="torch threads per training (search.threads)")
         if name == "rank":
             p.add_argument("--factor", type=int, default=5, help="the long training's epochs / the proxy's")
         else:
