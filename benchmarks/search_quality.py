@@ -1,0 +1,243 @@
+"""Does the BlockQNN search answer its question? Two measurements on one proxy:
+
+* ``rank``: does the short proxy training rank blocks as a training 5x longer does? Kendall's tau between
+  the proxy's reward and the longer training's accuracy (PCK on the same val persons), over blocks that
+  span the space (the hourglass residual written as a code, pooling-only blocks, wide concat blocks, the
+  shipped searched block, ...), 2 seeds each, plus the proxy's own seed-to-seed tau (its noise ceiling).
+* ``versus``: Q-learning against random search (``search.policy=random``) with the same number of trained
+  candidates, several seeds each: best-so-far reward against candidates trained and the mean of the top-5
+  rewards at the end, plotted to ``search_vs_random.png``.
+
+The proxy data: ``real`` = every COCO person with an image in ../shared/data (coco-mini + coco128: ~225
+train and ~300 val persons, merged into one COCO file per split with absolute image paths), or
+``synthetic`` = the generated people of configs/search_synthetic.yaml. Prints the CPU and the wall time.
+
+    python benchmarks/search_quality.py rank --proxy real --out work/search_rank
+    python benchmarks/search_quality.py versus --proxy real --seeds 3 --candidates 40 --out work/search_vs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from okspose.commands.search import prepare_data, run_search
+from okspose.config import Config, load_config
+from okspose.fileio import atomic_write, read_json, save_json
+from okspose.search.proxy import evaluate_candidate, reward
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "okspose" / "configs" / "search_synthetic.yaml"
+SHARED = REPO.parent / "shared" / "data"
+REAL_SETS = (SHARED / "coco-mini", SHARED / "coco128")
+
+BLOCKS = {  # name -> code; kinds that span the space
+    "hourglass residual (bottleneck + skip)": "1 conv1 0; 2 conv3 1; 3 conv1 2; 4 add 0 3",
+    "3x3 conv + skip": "1 conv3 0; 2 add 0 1",
+    "one 3x3 conv": "1 conv3 0",
+    "one 1x1 conv": "1 conv1 0",
+    "two 5x5 convs": "1 conv5 0; 2 conv5 1",
+    "three 3x3 convs": "1 conv3 0; 2 conv3 1; 3 conv3 2",
+    "identity only": "1 identity 0",
+    "max pooling only": "1 max3 0",
+    "pooling chain": "1 avg3 0; 2 max3 1",
+    "pooling concat": "1 max3 0; 2 avg3 0; 3 concat 1 2",
+    "wide concat of convs": "1 conv3 0; 2 conv5 0; 3 concat 1 2; 4 concat 0 3",
+    "shipped searched block": "1 max3 0; 2 conv5 0; 3 conv3 1; 4 concat 0 2; 5 concat 2 4",
+    "pool then conv + skip": "1 conv1 0; 2 max3 1; 3 conv3 2; 4 add 0 3",
+    "two branches added": "1 conv3 0; 2 conv1 0; 3 add 1 2",
+}
+
+
+def cpu_line() -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
+    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none (emulated)"
+    return f"CPU: {model}, native bf16: {bf16}"
+
+
+def merge_real(out: Path) -> Path:
+    """coco-mini + coco128 as one COCO file per split, file names made absolute (images stay in ../shared)."""
+    root = out / "real"
+    for split in ("train", "val"):
+        images, annotations, seen = [], [], set()
+        for src in REAL_SETS:
+            data = read_json(src / "annotations" / f"person_keypoints_{split}2017.json", "annotation")
+            new = [im for im in data["images"] if im["id"] not in seen]
+            seen |= {im["id"] for im in new}
+            images += [{**im, "file_name": str(src / f"{split}2017" / im["file_name"])} for im in new]
+            ids = {im["id"] for im in new}
+            annotations += [a for a in data["annotations"] if a["image_id"] in ids]
+        save_json({"images": images, "annotations": annotations, "categories": data["categories"]},
+                  root / f"{split}.json")
+    return root
+
+
+def proxy_config(proxy: str, out: Path, extra: list[str] | None = None) -> Config:
+    """The default proxy's settings on ``proxy`` data (the real merge, or the synthetic people)."""
+    if proxy == "synthetic":
+        cfg = load_config(CONFIG, [f"search.output_dir={out}", *(extra or [])])
+        return prepare_data(cfg, out)
+    root = merge_real(out)
+    return load_config(CONFIG, [f"search.output_dir={out}", "search.proxy_data=coco", f"data.root={root}",
+                                "data.train_ann=train.json", "data.val_ann=val.json", "data.train_images=/",
+                                "data.val_images=/", *(extra or [])])
+
+
+def longer(cfg: Config, factor: int) -> Config:
+    """The same proxy trained ``factor`` times as many epochs (lr steps scaled alike)."""
+    t = cfg.train
+    return dataclasses.replace(cfg, train=dataclasses.replace(
+        t, epochs=t.epochs * factor, lr_steps=tuple(s * factor for s in t.lr_steps)))
+
+
+def with_seed(cfg: Config, seed: int) -> Config:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
+    a, b = np.asarray(a), np.asarray(b)
+    i, j = np.triu_indices(len(a), 1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    n0 = len(i)
+    ta, tb = np.sum(da == 0), np.sum(db == 0)
+    return float(np.sum(da * db) / math.sqrt((n0 - ta) * (n0 - tb)))
+
+
+def rank(args: argparse.Namespace) -> None:
+    cfg = proxy_config(args.proxy, args.out, [f"search.threads={args.threads}"])
+    s = cfg.search
+    results_path = args.out / "rank.json"
+    results = read_json(results_path, "results") if results_path.is_file() else {}
+    start = time.perf_counter()
+    for name, code in BLOCKS.items():
+        for seed in range(args.seeds):
+            for setting, run_cfg in (("proxy", cfg), ("long", longer(cfg, args.factor))):
+                key = f"{setting}|{seed}|{code}"
+                if key not in results:
+                    r = evaluate_candidate(code, with_seed(run_cfg, seed))
+                    results[key] = {**r, "reward": reward(r, s.mu, s.rho, s.cost)}
+                    save_json(results, results_path)
+                    print(f"{setting:5s} seed {seed} {name}: acc {r['accuracy']:.4f} reward "
+                          f"{results[key]['reward']:.4f} ({r['seconds']:.0f} s)", flush=True)
+    names = list(BLOCKS)
+
+    def get(setting: str, seed: int, what: str) -> list[float]:
+        return [results[f"{setting}|{seed}|{BLOCKS[n]}"][what] for n in names]
+
+    proxy_mean = np.mean([get("proxy", k, "reward") for k in range(args.seeds)], axis=0)
+    long_mean = np.mean([get("long", k, "accuracy") for k in range(args.seeds)], axis=0)
+    print(f"\n{cpu_line()}; {len(names)} blocks x {args.seeds} seeds, proxy {cfg.train.epochs} epochs, long "
+          f"{cfg.train.epochs * args.factor} epochs on {args.proxy} data; {time.perf_counter() - start:.0f} s")
+    print("\n| block | code | proxy reward (mean) | long accuracy (mean) |\n|---|---|---:|---:|")
+    for n, p, q in sorted(zip(names, proxy_mean, long_mean), key=lambda x: -x[2]):
+        print(f"| {n} | `{BLOCKS[n]}` | {p:.4f} | {q:.4f} |")
+    taus = {"proxy reward vs long accuracy (seed means)": kendall_tau(proxy_mean, long_mean)}
+    for k in range(args.seeds):
+        taus[f"seed {k}: proxy reward vs long accuracy"] = kendall_tau(get("proxy", k, "reward"),
+                                                                       get("long", k, "accuracy"))
+    if args.seeds > 1:
+        taus["proxy seed 0 vs seed 1 (noise ceiling)"] = kendall_tau(get("proxy", 0, "reward"),
+                                                                      get("proxy", 1, "reward"))
+        taus["long seed 0 vs seed 1"] = kendall_tau(get("long", 0, "accuracy"), get("long", 1, "accuracy"))
+    print()
+    for k, v in taus.items():
+        print(f"Kendall tau, {k}: {v:+.3f}")
+    save_json({"results": results, "taus": taus, "blocks": BLOCKS}, results_path)
+
+
+def versus(args: argparse.Namespace) -> None:
+    base = proxy_config(args.proxy, args.out / "data", [f"search.threads={args.threads}"])
+    batch = 4
+    iterations = [0] * 10
+    n_iter = math.ceil(args.candidates / batch)
+    # the paper's epsilon steps compressed: half the iterations exploring at 1.0, then one step each down to 0.1
+    explore = max(1, n_iter - 9)
+    iterations[0], rest = explore, n_iter - explore
+    for k in range(1, 10):
+        iterations[k] = 1 if k <= rest else 0
+    curves: dict[str, list[list[float]]] = {"q": [], "random": []}
+    start = time.perf_counter()
+    for policy in ("q", "random"):
+        for seed in range(args.seeds):
+            out = args.out / f"{policy}_{seed}"
+            cfg = dataclasses.replace(base, search=dataclasses.replace(
+                base.search, output_dir=str(out), policy=policy, seed=seed, batch_size=batch,
+                iterations=tuple(iterations)))
+            if (out / "state.json").is_file():
+                result = run_search(cfg, resume=out, log=lambda _: None)
+            else:
+                result = run_search(cfg, log=lambda _: None)
+            ok = sorted((c for c in result.state.candidates.values() if c.status == "ok"), key=lambda c: c.order)
+            rewards = [c.reward for c in ok]
+            curves[policy].append(list(np.maximum.accumulate(rewards)))
+            top5 = float(np.mean(sorted(rewards)[-5:]))
+            print(f"{policy:6s} seed {seed}: {len(rewards)} trained, best {max(rewards):.4f}, top-5 mean "
+                  f"{top5:.4f}, best block {max(ok, key=lambda c: c.reward).code}", flush=True)
+            save_json({"policy": policy, "seed": seed, "rewards": rewards, "top5": top5,
+                       "codes": [c.code for c in ok]}, args.out / f"{policy}_{seed}.json")
+    print(f"\n{cpu_line()}; {args.seeds} seeds x 2 policies x ~{args.candidates} candidates on {args.proxy} data; "
+          f"{time.perf_counter() - start:.0f} s")
+    n = min(len(r) for runs in curves.values() for r in runs)  # the same number of trained candidates
+    summary = {"candidates": n}
+    for policy, runs in curves.items():
+        best = [r[n - 1] for r in runs]
+        top5 = [float(np.mean(sorted(json.loads((args.out / f"{policy}_{k}.json").read_text())["rewards"][:n])[-5:]))
+                for k in range(args.seeds)]
+        sd = (lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)  # noqa: E731
+        summary[policy] = {"best_mean": float(np.mean(best)), "best_sd": sd(best), "top5_mean": float(np.mean(top5)),
+                           "top5_sd": sd(top5), "best": best, "top5": top5}
+        print(f"{policy:6s} after {n} trained: best reward {summary[policy]['best_mean']:.4f} ± "
+              f"{summary[policy]['best_sd']:.4f}, top-5 mean {summary[policy]['top5_mean']:.4f} ± "
+              f"{summary[policy]['top5_sd']:.4f} (mean ± sd over seeds)")
+    save_json(summary, args.out / "versus.json")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for policy, color in (("q", "C0"), ("random", "C1")):
+        n = min(len(r) for r in curves[policy])
+        arr = np.array([r[:n] for r in curves[policy]])
+        x = np.arange(1, n + 1)
+        for r in arr:
+            ax.plot(x, r, color=color, alpha=0.25, lw=1)
+        ax.plot(x, arr.mean(0), color=color, lw=2, label=f"{'Q-learning' if policy == 'q' else 'random'} "
+                f"(mean of {len(arr)} seeds)")
+    ax.set(xlabel="candidates trained", ylabel="best reward so far",
+           title=f"BlockQNN: Q-learning vs random search ({args.proxy} proxy)")
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write(args.out / "search_vs_random.png", lambda f: f.write(buf.getvalue()))
+    print(f"wrote {args.out / 'search_vs_random.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("rank", "versus"):
+        p = sub.add_parser(name)
+        p.add_argument("--proxy", choices=["real", "synthetic"], default="real")
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--seeds", type=int, default=2 if name == "rank" else 3)
+        p.add_argument("--threads", type=int, default=1, help="torch threads per training (search.threads)")
+        if name == "rank":
+            p.add_argument("--factor", type=int, default=5, help="the long training's epochs / the proxy's")
+        else:
+            p.add_argument("--candidates", type=int, default=40, help="trained candidates per search")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(cpu_line(), flush=True)
+    rank(args) if args.what == "rank" else versus(args)
+
+
+if __name__ == "__main__":
+    main()
