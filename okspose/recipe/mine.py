@@ -5,7 +5,6 @@ histogram of OKS showing the cut."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from okspose.data.mining import external_set_from_config, hardest, read_external
 from okspose.data.records import SkipReport
 from okspose.data.remap import joint_map
 from okspose.errors import OksposeError
-from okspose.fileio import atomic_write, save_json, write_coco
+from okspose.fileio import save_figure, save_json, write_coco
 from okspose.inference.poser import Poser
 from okspose.run_config import command_config
 
@@ -45,9 +44,7 @@ def plot_oks(oks: np.ndarray, mined: np.ndarray, cut: float, title: str, path: s
     ax.set(xlabel="OKS of the COCO model's pose against the label (shared joints)", ylabel="persons", xlim=(0, 1))
     ax.set_title(title, fontsize=10)
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path, dpi=110)
 
 
 def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks_thr: float | None = None,
