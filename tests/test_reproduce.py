@@ -11,11 +11,14 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -23,8 +26,9 @@ from okspose.cli import main
 from okspose.data.aic import load_aic_records
 from okspose.data.mining import hardest, label_oks
 from okspose.data.records import load_person_records
+from okspose.data.selection import SelectionRule, select_records
 from okspose.keypoints import AIC14, COCO17
-from okspose.recipe.reproduce import STEPS
+from okspose.recipe.reproduce import format_table, summarize, table_steps
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -34,48 +38,144 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+SEEDS = 2
+RATIOS = (0.33, 1.0)
+T975_1 = 12.706204736174698  # Student t, 97.5 % quantile, 1 degree of freedom (2 seeds)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("reproduce")
     cwd = Path.cwd()
     os.chdir(root)  # a relative --out, as a user types it: the joint run's set paths must still resolve
     try:
-        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "train.amp=none"])
+        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "--seeds", str(SEEDS), "train.amp=none"])
     finally:
         os.chdir(cwd)
     assert code == 0, text
     return root / "work" / "smoke", text
 
 
+def _table(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+
+
 def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:
     out, text = smoke
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0].startswith("| step | AP | gain") and lines[0].endswith("| Team OKS: AP | Team OKS: gain |")
-    assert [line.split(" | ")[0][2:] for line in lines[1:]] == [s.name for s in STEPS]
-    # Team OKS's published column: AP per step and the gain over the row above (their experiment table).
-    assert [line.split(" | ")[-2:] for line in lines[1:]] == [
-        ["70.3", " |"], ["70.8", "+0.5 |"], ["71.5", "+0.7 |"], ["71.7", "+0.2 |"], ["73.0", "+1.3 |"],
-        ["75.5", "+2.5 |"]]
+    lines = _table(text)
+    assert lines[0] == ["step", "AP", "gain", "95% interval", "AP50", "AP75", "AR", "Team OKS: AP", "Team OKS: gain"]
+    steps = table_steps(RATIOS)
+    assert [line[0] for line in lines[1:]] == [s.name for s in steps] == [
+        "naive", "+ data selection", "+ rescoring", "+ OKS-NMS", "+ external data (mined 0.33x)",
+        "+ external data (mined 1x)", "+ GT boxes"]
+    # Team OKS's published column: AP per step and the gain over the row it is measured from.
+    assert [line[-2:] for line in lines[1:]] == [
+        ["70.3", ""], ["70.8", "+0.5"], ["71.5", "+0.7"], ["71.7", "+0.2"], ["73.0", "+1.3"], ["73.0", "+1.3"],
+        ["75.5", "+2.5"]]
+    assert lines[6][2].endswith("(over + OKS-NMS)") and "(over" not in lines[5][2]  # 1x is measured from OKS-NMS
+    assert (out / "reproduce.md").read_text().count("\n| ") == len(steps) + 1
+    assert (out / "reproduce.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reproduce_writes_every_seed_the_means_and_the_intervals(smoke) -> None:
+    """reproduce.json against a computation here: per-seed AP, mean, standard deviation, the paired gain and
+    its 95 % interval (t quantile of 1 degree of freedom), and the table's cells from them."""
+    out, text = smoke
     saved = json.loads((out / "reproduce.json").read_text())
-    assert [r["step"] for r in saved["rows"]] == [s.name for s in STEPS]
-    assert all(0.0 <= r["stats"]["AP"] <= 1.0 for r in saved["rows"])
-    assert (out / "reproduce.md").read_text().count("\n| ") == len(STEPS) + 1
-    # The joint model trained on both sets, in the configured 2:1 proportions.
-    row = next(csv.DictReader((out / "runs" / "joint" / "log.csv").open()))
-    counts = dict(item.split(":") for item in row["per_dataset"].split())
-    assert list(counts) == ["coco", "aic_mined"]
-    coco, aic = int(counts["coco"]), int(counts["aic_mined"])
-    assert abs(coco - 2 * (coco + aic) / 3) <= 1
+    assert saved["seeds"] == [0, 1] and saved["external_ratios"] == list(RATIOS)
+    per_seed = {(run["seed"], row["step"]): 100 * row["stats"]["AP"] for run in saved["runs"] for row in run["rows"]}
+    cells = {line[0]: line for line in _table(text)[1:]}
+    for row in saved["rows"]:
+        aps = [per_seed[(k, row["step"])] for k in range(SEEDS)]
+        assert row["AP"] == pytest.approx(aps)
+        assert row["AP_mean"] == pytest.approx(statistics.fmean(aps))
+        assert row["AP_sd"] == pytest.approx(statistics.stdev(aps))
+        assert cells[row["step"]][1] == f"{statistics.fmean(aps):.1f} ± {statistics.stdev(aps):.1f}"
+        if row["over"] is None:
+            continue
+        diffs = [a - per_seed[(k, row["over"])] for k, a in enumerate(aps)]
+        half = T975_1 * statistics.stdev(diffs) / math.sqrt(SEEDS)
+        gain = row["gain"]
+        assert gain["diffs"] == pytest.approx(diffs) and gain["mean"] == pytest.approx(statistics.fmean(diffs))
+        assert (gain["low"], gain["high"]) == pytest.approx((statistics.fmean(diffs) - half,
+                                                             statistics.fmean(diffs) + half))
+        assert gain["resolved"] == (not gain["low"] <= 0 <= gain["high"])
+        assert cells[row["step"]][3].endswith("not resolved") == (not gain["resolved"])
+    # The seeds train different models (train.seed), not one model twice.
+    weights = [torch.load(out / "runs" / f"seed{k}" / "naive" / "model_best.pth")["model"] for k in range(SEEDS)]
+    assert any(not torch.equal(w, weights[1][name]) for name, w in weights[0].items())
+
+
+def test_one_seed_gives_no_interval_and_says_so(smoke) -> None:
+    out, _ = smoke
+    saved = json.loads((out / "reproduce.json").read_text())
+    first = [{row["step"]: row["stats"] for row in saved["runs"][0]["rows"]}]
+    table = format_table(summarize(table_steps(RATIOS), first), seeds=1)
+    rows = _table(table)[1:]
+    assert rows[0][3] == "" and all(r[3] == "n/a (1 seed)" for r in rows[1:])
+    assert all("±" not in r[1] for r in rows)
+
+
+def test_summary_of_three_seeds_by_hand() -> None:
+    """Known APs of 3 seeds: means, deviations, paired gains and their intervals (t_{0.975, 2} = 4.3027), a
+    resolved and an unresolved step, and the table's cells."""
+    steps = table_steps((1.0,))
+    aps = {"naive": [40.0, 42.0, 41.0], "+ data selection": [41.0, 42.5, 42.5], "+ rescoring": [44.0, 45.5, 45.0],
+           "+ OKS-NMS": [43.0, 46.0, 44.5], "+ external data (mined 1x)": [50.0, 52.0, 51.5],
+           "+ GT boxes": [52.0, 53.0, 54.0]}
+    runs = [{name: {"AP": v[k] / 100, "AP50": 0.5, "AP75": 0.25, "AR": 0.75} for name, v in aps.items()}
+            for k in range(3)]
+    rows = {r["step"]: r for r in summarize(steps, runs)}
+    cells = {line[0]: line for line in _table(format_table(list(rows.values()), seeds=3))[1:]}
+    for step in steps:
+        row = rows[step.name]
+        assert row["AP_mean"] == pytest.approx(statistics.fmean(aps[step.name]))
+        assert row["AP_sd"] == pytest.approx(statistics.stdev(aps[step.name]))
+        if step.over is None:
+            continue
+        diffs = [a - b for a, b in zip(aps[step.name], aps[step.over])]
+        mean, half = statistics.fmean(diffs), 4.302652729911275 * statistics.stdev(diffs) / math.sqrt(3)
+        assert (row["gain"]["mean"], row["gain"]["low"], row["gain"]["high"]) == pytest.approx(
+            (mean, mean - half, mean + half))
+        interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        assert cells[step.name][3] == (interval if abs(mean) > half else f"{interval} not resolved")
+    assert rows["+ rescoring"]["gain"]["resolved"] and not rows["+ OKS-NMS"]["gain"]["resolved"]
+    assert cells["+ data selection"][1:3] == ["42.0 ± 0.9", "+1.0"]
+
+
+def test_the_external_set_is_a_ratio_of_the_selected_coco_like_set(smoke) -> None:
+    """The mined persons are R x the COCO-like persons selection keeps (the hardest fraction of the AIC-layout
+    set); the joint model trains on both 2:1 and data selection filters only the COCO-like set."""
+    out, _ = smoke
+    data = out / "data"
+    everyone = load_person_records(data / "annotations" / "person_keypoints_train.json", data / "train", COCO17)
+    kept = select_records(everyone, SelectionRule(aspect_ratio=1.0))  # the smoke size's 64x64 input
+    saved = json.loads((out / "reproduce.json").read_text())
+    assert saved["coco_like_persons"] == len(kept) < len(everyone)
+    for mined in saved["mined"]:
+        folder = out / "runs" / "seed0" / f"mined_{mined['ratio']:g}"
+        summary = json.loads((folder / "aic_mined_summary.json").read_text())
+        assert mined["fraction"] == pytest.approx(min(1.0, mined["ratio"] * len(kept) / saved["external_persons"]))
+        assert summary["mined"] == mined["persons"] == math.ceil(mined["fraction"] * summary["judged"])
+        if mined["fraction"] < 1:
+            assert abs(mined["persons"] - mined["ratio"] * len(kept)) <= 1
+    assert saved["mined"][0]["persons"] < saved["mined"][1]["persons"] < saved["external_persons"]
+    for ratio in RATIOS:
+        row = next(csv.DictReader((out / "runs" / "seed1" / f"joint_{ratio:g}" / "log.csv").open()))
+        counts = {k: int(v) for k, v in (item.split(":") for item in row["per_dataset"].split())}
+        assert list(counts) == ["coco", "aic_mined"]
+        assert abs(counts["coco"] - 2 * sum(counts.values()) / 3) <= 1
+        assert row["selection_dropped"] == f"coco:{len(everyone) - len(kept)} aic_mined:0"
 
 
 def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:
     out, _ = smoke
-    mined_file = out / "runs" / "mined" / "aic_mined.json"
-    summary = json.loads((out / "runs" / "mined" / "aic_mined_summary.json").read_text())
+    mined_file = out / "runs" / "seed0" / "mined_0.33" / "aic_mined.json"
+    summary = json.loads((out / "runs" / "seed0" / "mined_0.33" / "aic_mined_summary.json").read_text())
     assert summary["layout"] == "aic" and summary["mined"] >= 1 and summary["rest"] >= 1
     assert summary["mean_oks_mined"] < summary["mean_oks_rest"]
     assert summary["shared_joints"] == list(AIC14.joints[:12])  # head top and neck are not COCO joints
-    assert (out / "runs" / "mined" / "aic_mined_oks.png").stat().st_size > 1000
+    assert (out / "runs" / "seed0" / "mined_0.33" / "aic_mined_oks.png").stat().st_size > 1000
     images = out / "data" / "aic" / "images"
     everyone = load_aic_records(out / "data" / "aic" / "keypoint_annotations.json", images)
     mined = load_aic_records(mined_file, images)  # the AIC reader takes the written subset
@@ -89,7 +189,7 @@ def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:
 def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
     out, _ = smoke
     val = out / "data" / "annotations" / "person_keypoints_val.json"
-    code, text = _run(["mine-hard", "--checkpoint", str(out / "runs" / "naive" / "model_best.pth"), "--data",
+    code, text = _run(["mine-hard", "--checkpoint", str(out / "runs" / "seed0" / "naive" / "model_best.pth"), "--data",
                        str(val), "--images", str(out / "data" / "val"), "--out", str(tmp_path / "hard.json.gz"),
                        "--oks-thr", "0.3"])
     assert code == 0, text
@@ -101,7 +201,7 @@ def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
 
 def test_mine_hard_bad_input_is_one_line(smoke, tmp_path, capsys) -> None:
     out, _ = smoke
-    ckpt = str(out / "runs" / "naive" / "model_best.pth")
+    ckpt = str(out / "runs" / "seed0" / "naive" / "model_best.pth")
     bad = tmp_path / "bad.json"
     bad.write_text('{"something": 1}')
     for data in (str(tmp_path / "missing.json"), str(bad)):
@@ -136,7 +236,7 @@ def test_ablation_data_rows(smoke, tmp_path) -> None:
     val = json.loads((out / "data" / "annotations" / "person_keypoints_val.json").read_text())
     dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in val["annotations"]]
     (tmp_path / "dets.json").write_text(json.dumps(dets))
-    runs = out / "runs"
+    runs = out / "runs" / "seed0"
     code, text = _run(["ablation", "--checkpoint", str(runs / "selection" / "model_best.pth"), "--detections",
                        str(tmp_path / "dets.json"), "--no-gt", "--row", f"naive={runs / 'naive' / 'model_best.pth'}",
                        f"data.root={out / 'data'}"])

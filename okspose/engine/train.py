@@ -214,9 +214,15 @@ def per_set(counts: dict[str, int]) -> str:
     return " ".join(f"{name}:{n}" for name, n in counts.items())
 
 
-def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
-    """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row."""
+def train(cfg: Config, resume: str | Path | None = None, device: str = "auto", info: DistInfo | None = None) -> dict:
+    """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row.
+
+    ``info``: the processes of a caller that trains several models in one run (``okspose reproduce``), which
+    stay joined afterwards; without it the run joins ``torchrun``'s processes, if any, and leaves them.
+    """
     check_config(cfg)
+    if info is not None:
+        return _train(cfg, info, resume)
     info = init_distributed(device)
     try:
         return _train(cfg, info, resume)
