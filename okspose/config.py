@@ -100,6 +100,9 @@ class TrainConfig:
     log: Literal["csv", "tensorboard"] = "csv"
     eval_every: int = 1  # epochs between validations (0: never)
     progress: bool = True
+    # fine-tuning: start the network from this checkpoint's model (e.g. pre-trained on synthetic people); the
+    # optimizer, schedule and epochs start afresh (unlike --resume); "" = random initialisation
+    init_weights: str = ""
 
 
 @dataclass

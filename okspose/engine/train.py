@@ -253,6 +253,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
                         drop_last=False)
 
     model = build_model(cfg).to(info.device)
+    if t.init_weights and not resume:  # a resumed run has its own weights
+        load_weights(model, read_checkpoint(t.init_weights), t.init_weights)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if t.sync_bn and info.distributed:
