@@ -1,7 +1,8 @@
 """``okspose reproduce --data real`` at tiny scale on real files: coco-mini + coco128 train (data.datasets)
 as COCO, the AI Challenger samples in their original layout, the samples' COCO val images with their real
 detector's boxes. The run is killed (SIGKILL) inside the joint training; the next run reuses the finished
-stages, continues the joint model from its checkpoint and finishes; a third run trains nothing."""
+stages, continues the joint model from its checkpoint and finishes; a third run trains nothing. And the
+stage cache by itself, and the arguments' checks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, SHARED_DATA
+
+from okspose.cli import main
+from okspose.distributed import DistInfo
+from okspose.recipe.stages import Stage, run_stage
 
 COCO_MINI = SHARED_DATA / "coco-mini"
 COCO128 = SHARED_DATA / "coco128"
@@ -83,3 +88,44 @@ def test_real_recipe_completes_and_resumes_after_sigkill_inside_the_joint_traini
     third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert third.returncode == 0 and _epochs(third.stdout) == []
     assert "[reproduce] tables: done before, reused" in third.stdout and table in third.stdout
+
+
+def test_a_stage_is_reused_continued_or_started_again_by_its_inputs(tmp_path: Path) -> None:
+    folder = tmp_path / "stage"
+    ran: list[str] = []
+
+    def work(tag: str):
+        def run() -> None:
+            ran.append(tag)
+            (folder / "out.txt").write_text(tag)
+        return run
+
+    stage = Stage("s", folder, {"lr": 1e-3, "sizes": (1, 2)}, (folder / "out.txt",))
+    assert stage.state() == "new" and run_stage(stage, work("first"), DistInfo(), log=lambda m: None)
+    assert stage.state() == "done" and not run_stage(stage, work("again"), DistInfo(), log=lambda m: None)
+    (folder / "partial.txt").write_text("a stopped run's file")
+    stamp = json.loads(stage.stamp.read_text())
+    stage.stamp.write_text(json.dumps({**stamp, "done": False}))  # stopped inside the stage
+    assert stage.state() == "started" and run_stage(stage, work("continued"), DistInfo(), log=lambda m: None)
+    assert (folder / "partial.txt").exists()  # continued where it was, not cleared
+    (folder / "out.txt").unlink()
+    assert stage.state() == "started"  # finished, but its output is gone: run it again
+    changed = Stage("s", folder, {"lr": 2e-3, "sizes": (1, 2)}, (folder / "out.txt",))
+    assert changed.state() == "new" and run_stage(changed, work("changed"), DistInfo(), log=lambda m: None)
+    assert not (folder / "partial.txt").exists()  # other inputs: started again from an empty folder
+    assert ran == ["first", "continued", "changed"]
+
+
+def test_real_data_arguments_are_checked_before_any_work(tmp_path: Path, capsys) -> None:
+    assert main(["reproduce", "--data", "real", "--coco-root", str(COCO_MINI)]) == 2
+    assert "--data real needs --aic-root, --detections" in capsys.readouterr().err
+    args = ["reproduce", "--data", "real", "--out", str(tmp_path), "--coco-root", str(COCO_MINI), "--aic-root",
+            str(AIC), "--detections", str(VAL / "test_coco_det_AP_H_56.json")]
+    assert main(args) == 2  # the official annotation file name is not in the samples folder
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("okspose reproduce: error: AI Challenger annotations") and "not found" in err
+    assert main([*args, "--seeds", "2"]) == 2
+    assert "--seeds and --external-ratio are settings of the synthetic proxy" in capsys.readouterr().err
+    assert main(["reproduce", "--size", "smoke", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
