@@ -62,7 +62,7 @@ class TrainSets:
 def set_selection(ds: DatasetConfig, data: DataConfig) -> bool:
     """Whether data selection filters the set ``ds``: its own ``selection``, or with ``auto``
     ``data.selection`` for a COCO-format set and never for an external one."""
-    return data.selection and ds.format == "coco" if ds.selection == "auto" else ds.selection
+    return (data.selection and ds.format == "coco") if ds.selection == "auto" else ds.selection
 
 
 def build_train_records(cfg: Config, report: SkipReport | None = None) -> TrainSets:

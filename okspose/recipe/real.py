@@ -37,6 +37,7 @@ from okspose.recipe.stages import (
     run_mining,
     run_stage,
     run_training,
+    say,
     training_stage,
 )
 
@@ -101,31 +102,28 @@ def _run_real(out: Path, data: RealData, config: str | Path, overrides: list[str
     times: dict[str, float] = {}
     start = clock = time.perf_counter()
 
-    def log(message: str) -> None:
-        if info.is_main:
-            print(f"[reproduce] {message}", flush=True)
-
     def lap(stage: str) -> None:
         nonlocal clock
         times[stage] = round(time.perf_counter() - clock, 1)
         clock = time.perf_counter()
-        log(f"{stage}: {times[stage]:.0f} s")
+        if info.is_main:
+            say(f"{stage}: {times[stage]:.0f} s")
 
     cfgs = {"naive": real_config(config, data, overrides, out, "naive", ["data.selection=false"]),
             "selection": real_config(config, data, overrides, out, "selection", ["data.selection=true"])}
     stages = {name: training_stage(f"train {name}", cfg) for name, cfg in cfgs.items()}
     ckpts = {}
     for name, cfg in cfgs.items():
-        ckpts[name] = run_training(stages[name], cfg, info, log)
+        ckpts[name] = run_training(stages[name], cfg, info)
         lap(f"train {name}")
     images = data.aic_root / data.aic_images
     mine = mining_stage("mine AI Challenger", out / "runs" / "mined", stages["selection"], data.aic_root / data.aic_ann,
                         images, {"oks_thr": mine_oks_thr})
-    mined = run_mining(mine, ckpts["selection"], info, log)
+    mined = run_mining(mine, ckpts["selection"], info)
     lap("mine")
     cfgs["joint"] = joint_config(cfgs["selection"], mined, images, out / "runs" / "joint")
     stages["joint"] = training_stage("train joint", cfgs["joint"], {"mined": mine.inputs})
-    ckpts["joint"] = run_training(stages["joint"], cfgs["joint"], info, log)
+    ckpts["joint"] = run_training(stages["joint"], cfgs["joint"], info)
     lap("train joint")
     table = out / "tables" / TABLE
     tables = Stage("tables", table.parent, {"models": {k: s.inputs for k, s in stages.items()},
@@ -138,7 +136,7 @@ def _run_real(out: Path, data: RealData, config: str | Path, overrides: list[str
         if info.is_main:
             save_text(text, table)
 
-    run_stage(tables, make_tables, info, log)
+    run_stage(tables, make_tables, info)
     lap("tables")
     times["total"] = round(time.perf_counter() - start, 1)
     if not info.is_main:

@@ -28,6 +28,11 @@ from okspose.recipe.mine import format_summary, run_mine_hard
 STAMP = "stage.json"
 
 
+def say(message: str) -> None:
+    """A stage's progress line."""
+    print(f"[reproduce] {message}", flush=True)
+
+
 def plain(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples as lists, paths as strings), so stamps compare equal."""
     return json.loads(json.dumps(value, default=str))
@@ -62,7 +67,7 @@ class Stage:
         return "started"
 
 
-def run_stage(stage: Stage, work: Callable[[], None], info: DistInfo, log: Callable[[str], None] = print) -> bool:
+def run_stage(stage: Stage, work: Callable[[], None], info: DistInfo, log: Callable[[str], None] = say) -> bool:
     """Run ``work`` unless ``stage`` finished before with the same inputs (every process calls this);
     returns whether it ran."""
     state = stage.state()
@@ -91,7 +96,7 @@ def training_stage(name: str, cfg: Config, after: dict | None = None) -> Stage:
                  (out / "checkpoint.pth", out / "model_best.pth"))
 
 
-def run_training(stage: Stage, cfg: Config, info: DistInfo, log: Callable[[str], None] = print) -> Path:
+def run_training(stage: Stage, cfg: Config, info: DistInfo, log: Callable[[str], None] = say) -> Path:
     """Train ``cfg`` as ``stage`` (continuing from its checkpoint when it was stopped); returns the best
     checkpoint."""
     ckpt = stage.folder / "checkpoint.pth"
@@ -109,7 +114,7 @@ def mining_stage(name: str, folder: Path, after: Stage, ann: Path, images: Path,
                                 "rule": rule}, (folder / MINED,))
 
 
-def run_mining(stage: Stage, checkpoint: Path, info: DistInfo, log: Callable[[str], None] = print) -> Path:
+def run_mining(stage: Stage, checkpoint: Path, info: DistInfo, log: Callable[[str], None] = say) -> Path:
     """Mine as ``stage`` says with ``checkpoint``; returns the mined file (in the layout read)."""
     mined = stage.folder / MINED
 
