@@ -9,7 +9,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from okspose.config import packaged_configs, split_overrides
+from okspose.config import is_override, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
@@ -204,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cached and resumable (needs --coco-root, --aic-root, --detections)")
     g = p.add_argument_group("synthetic proxy")
     g.add_argument("--size", choices=["smoke", "full"], default="full",
-                   help="full: the demo's network, ~10 min per seed on 2 idle cores with native bf16 (several times "
-                        "that in fp32); smoke: tiny data, one epoch each (seconds)")
+                   help="full: the demo's network, ~10 min per seed (estimated) on 2 idle cores with native bf16 "
+                        "(several times that in fp32); smoke: tiny data, one epoch each (seconds)")
     g.add_argument("--seeds", type=int, metavar="N",
                    help="train every model N times (train.seed 0..N-1): AP as mean +- sd, gains with 95%% intervals "
                         "(default 3 for --size full, 1 for smoke)")
-    g.add_argument("--external-ratio", type=float, nargs="+", metavar="R",
+    g.add_argument("--external-ratio", nargs="+", metavar="R",
                    help="mined persons per COCO-like person kept by selection; a joint model and a table row per R "
                         "(default 0.33 1)")
     g = p.add_argument_group("real data (--data real)")
@@ -256,11 +256,23 @@ def _names_config(token: str) -> bool:
     return path.suffix in (".yaml", ".yml") or (not path.exists() and path.name in packaged_configs())
 
 
+def _ratios(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Parse reproduce's ``--external-ratio R ...`` as numbers and hand back the overrides that its open-ended
+    list swallowed when they followed it."""
+    words = getattr(args, "external_ratio", None) or []
+    try:
+        ratios = [float(w) for w in words if not is_override(w)]
+    except ValueError:
+        parser.error(f"{args.command}: --external-ratio takes numbers, got {' '.join(words)}")
+    args.external_ratio = ratios or None
+    return [w for w in words if is_override(w)]
+
+
 def _take_positionals(args: argparse.Namespace, extras: list[str], parser: argparse.ArgumentParser) -> None:
     """Sort the command's words into ``config``, ``overrides`` (and predict's ``inputs``): argparse hands
     back whatever follows the options as ``extras``, so overrides are accepted anywhere."""
     kind = getattr(args, "positional_kind", None)
-    words = [*getattr(args, "positionals", []), *extras]
+    words = [*getattr(args, "positionals", []), *extras, *_ratios(args, parser)]
     unknown = [w for w in words if w.startswith("-")]
     if unknown or (kind is None and words):
         parser.error(f"{args.command}: unrecognized arguments: {' '.join(unknown or words)}")

@@ -128,4 +128,7 @@ def test_real_data_arguments_are_checked_before_any_work(tmp_path: Path, capsys)
     assert "--seeds and --external-ratio are settings of the synthetic proxy" in capsys.readouterr().err
     assert main(["reproduce", "--size", "smoke", "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    # overrides may follow the open-ended ratio list; the ratios themselves are checked
+    assert main(["reproduce", "--out", str(tmp_path), "--external-ratio", "0.33", "0", "train.amp=none"]) == 2
+    assert "--external-ratio must be above 0, got 0.33 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
