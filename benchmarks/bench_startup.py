@@ -39,6 +39,11 @@ def cpu_flags() -> tuple[str, set[str]]:
     return model, flags
 
 
+def bf16_support(flags: set[str]) -> str:
+    """The CPU's native bf16 from its flags: what ``amp=auto`` trains in there."""
+    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none (emulated)"
+
+
 def wall_time(args: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -50,8 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="fresh processes per command (median taken)")
     args = parser.parse_args()
     model, flags = cpu_flags()
-    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none (emulated)"
-    print(f"CPU: {model}, native bf16: {bf16}; {date.today()}; python {sys.version.split()[0]}")
+    print(f"CPU: {model}, native bf16: {bf16_support(flags)}; {date.today()}; python {sys.version.split()[0]}")
     for args_ in COMMANDS.values():  # warm the file cache once, untimed
         wall_time(args_)
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}

@@ -9,7 +9,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from okspose.config import packaged_configs, split_overrides
+from okspose.config import is_override, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
@@ -194,12 +194,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. test.flip_test=true")
     p.set_defaults(module="mine_hard", positional_kind="overrides")
 
-    p = sub.add_parser("reproduce", help="Team OKS's experiment table on synthetic data: naive -> + data selection "
-                       "-> + rescoring -> + OKS-NMS -> + external data (mined) -> + GT boxes, training every model")
-    p.add_argument("--out", default="work/reproduce", help="working folder (gets SIZE/: data, runs, the table)")
-    p.add_argument("--size", choices=["smoke", "full"], default="full",
-                   help="full: ~9 min on 2 idle cores with native bf16 (~25 min in fp32); "
-                        "smoke: tiny data, one epoch each (seconds)")
+    p = sub.add_parser("reproduce", help="Team OKS's experiment table: naive -> + data selection -> + rescoring -> "
+                       "+ OKS-NMS -> + external data (mined) -> + GT boxes, training every model (synthetic proxy, "
+                       "or the real data sets with --data real)", epilog=EPILOG)
+    p.add_argument("--out", default="work/reproduce",
+                   help="working folder (gets SIZE/, or real/: data, runs, the table; rerun to continue)")
+    p.add_argument("--data", choices=["synthetic", "real"], default="synthetic",
+                   help="synthetic: the proxy on generated people (default); real: COCO + AI Challenger, every stage "
+                        "cached and resumable (needs --coco-root, --aic-root, --detections)")
+    g = p.add_argument_group("synthetic proxy")
+    g.add_argument("--size", choices=["smoke", "full"], default="full",
+                   help="full: the demo's network, ~10 min per seed (estimated) on 2 idle cores with native bf16 "
+                        "(several times that in fp32); smoke: tiny data, one epoch each (seconds)")
+    g.add_argument("--seeds", type=int, metavar="N",
+                   help="train every model N times (train.seed 0..N-1): AP as mean +- sd, gains with 95%% intervals "
+                        "(default 3 for --size full, 1 for smoke)")
+    g.add_argument("--external-ratio", nargs="+", metavar="R",
+                   help="mined persons per COCO-like person kept by selection; a joint model and a table row per R "
+                        "(default 0.33 1)")
+    g = p.add_argument_group("real data (--data real)")
+    g.add_argument("--config", default="coco_hg8_256", help="pose config of every model (default: HG-8, coco_hg8_256)")
+    g.add_argument("--coco-root", type=Path, help="COCO 2017 folder; the config's annotation and image paths are "
+                   "joined to it")
+    g.add_argument("--aic-root", type=Path, help="AI Challenger keypoint train folder, original layout")
+    g.add_argument("--aic-ann", default="keypoint_train_annotations_20170909.json",
+                   help="annotation file in --aic-root (default: %(default)s)")
+    g.add_argument("--aic-images", default="keypoint_train_images_20170902",
+                   help="image folder in --aic-root (default: %(default)s)")
+    g.add_argument("--detections", type=Path, help="person boxes on the COCO val images (COCO results format) for the "
+                   "detector-box tables")
+    g.add_argument("--mine-oks-thr", type=float, default=0.5, metavar="T",
+                   help="mine the AI Challenger persons whose OKS is below T (default 0.5)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("positionals", nargs="*", metavar="key=value", help="overrides of every model's config")
     p.set_defaults(module="reproduce", positional_kind="overrides")
 
@@ -230,11 +256,23 @@ def _names_config(token: str) -> bool:
     return path.suffix in (".yaml", ".yml") or (not path.exists() and path.name in packaged_configs())
 
 
+def _ratios(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Parse reproduce's ``--external-ratio R ...`` as numbers and hand back the overrides that its open-ended
+    list swallowed when they followed it."""
+    words = getattr(args, "external_ratio", None) or []
+    try:
+        ratios = [float(w) for w in words if not is_override(w)]
+    except ValueError:
+        parser.error(f"{args.command}: --external-ratio takes numbers, got {' '.join(words)}")
+    args.external_ratio = ratios or None
+    return [w for w in words if is_override(w)]
+
+
 def _take_positionals(args: argparse.Namespace, extras: list[str], parser: argparse.ArgumentParser) -> None:
     """Sort the command's words into ``config``, ``overrides`` (and predict's ``inputs``): argparse hands
     back whatever follows the options as ``extras``, so overrides are accepted anywhere."""
     kind = getattr(args, "positional_kind", None)
-    words = [*getattr(args, "positionals", []), *extras]
+    words = [*getattr(args, "positionals", []), *extras, *_ratios(args, parser)]
     unknown = [w for w in words if w.startswith("-")]
     if unknown or (kind is None and words):
         parser.error(f"{args.command}: unrecognized arguments: {' '.join(unknown or words)}")

@@ -32,6 +32,9 @@ class DatasetConfig:
     ann: str = ""
     images: str = ""
     weight: float = 1.0  # share of each epoch's samples drawn from this set, relative to the others
+    # data selection on this set: auto = data.selection for a COCO-format set, off for an external one (aic,
+    # aic-coco: the rule and its line were made for COCO persons with up to 17 labeled joints)
+    selection: Literal["auto", True, False] = "auto"
 
 
 @dataclass
@@ -97,6 +100,9 @@ class TrainConfig:
     log: Literal["csv", "tensorboard"] = "csv"
     eval_every: int = 1  # epochs between validations (0: never)
     progress: bool = True
+    # fine-tuning: start the network from this checkpoint's model (e.g. pre-trained on synthetic people); the
+    # optimizer, schedule and epochs start afresh (unlike --resume); "" = random initialisation
+    init_weights: str = ""
 
 
 @dataclass

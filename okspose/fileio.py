@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from okspose.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
+    from matplotlib.figure import Figure
 
 _PROC_STATUS = Path("/proc/self/status")
 
@@ -91,6 +93,13 @@ def save_image(image: np.ndarray, path: str | os.PathLike, params: Sequence[int]
     if not ok:
         raise DataError(f"{path}: OpenCV cannot encode a picture as {path.suffix or 'a file without an extension'}")
     return atomic_write(path, lambda f: f.write(data.tobytes()))
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """A matplotlib figure (built without pyplot) as a PNG, written atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:

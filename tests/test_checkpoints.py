@@ -268,3 +268,22 @@ def test_load_run_config_takes_the_checkpoint_settings(run_dir, tmp_path, monkey
     with pytest.raises(CheckpointError, match="data.input_size"):
         load_run_config(None, ["data.input_size=[256,256]", "data.heatmap_size=[64,64]"],
                         Checkpoint.read(run_dir / "checkpoint.pth"))
+
+
+def test_init_weights_starts_a_fresh_run_from_a_checkpoints_model(run_dir, coco_mini, tmp_path, capsys):
+    """train.init_weights (fine-tuning, e.g. after synthetic pre-training): the network starts from that model,
+    the optimizer, schedule and epochs from scratch. With lr 0 the trained parameters are the given ones."""
+    start = read_checkpoint(run_dir / "model_best.pth")["model"]
+    out = _train(coco_mini, tmp_path / "tuned", "train.epochs=1", "train.eval_every=0", "train.lr=0",
+                 f"train.init_weights={run_dir / 'model_best.pth'}")
+    tuned = read_checkpoint(out / "checkpoint.pth")
+    assert tuned["epoch"] == 0 and tuned["optimizer"]["param_groups"][0]["lr"] == 0
+    params = [name for name, _ in build_model(load_config(CONFIG, TINY)).named_parameters()]
+    assert params and all(torch.equal(tuned["model"][name], start[name]) for name in params)
+    fresh = read_checkpoint(_train(coco_mini, tmp_path / "fresh", "train.epochs=1", "train.eval_every=0",
+                                   "train.lr=0") / "checkpoint.pth")
+    assert not all(torch.equal(fresh["model"][name], start[name]) for name in params)
+    bad = load_config(CONFIG, [f"data.root={coco_mini}", f"train.output_dir={tmp_path / 'bad'}", *TINY,
+                               "model.num_features=32", f"train.init_weights={run_dir / 'model_best.pth'}"])
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        train(bad, device="cpu")

@@ -1,15 +1,25 @@
-"""CPU synchronised BatchNorm on 2 gloo processes against a float64 computation over the whole batch."""
+"""On 2 gloo processes: CPU synchronised BatchNorm against a float64 computation over the whole batch, and
+hard-example mining with each process posing its share of the pictures against one process."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import CONFIGS, REPO, SHARED_DATA
 from torch.nn import functional as F
 
+from okspose.config import load_config
 from okspose.distributed import CpuSyncBatchNorm
+from okspose.models.build import build_model
+from okspose.recipe.mine import run_mine_hard
 
 WORLD = 2
 CHANNELS = 3
@@ -70,3 +80,32 @@ def test_sync_bn_is_stable_on_large_mean_activations(tmp_path):
         torch.testing.assert_close(sum(r[key] for r in ranks).double(), ref[key], rtol=0, atol=0.02, msg=key)
     for r in ranks:
         torch.testing.assert_close(r["running_var"].double(), ref["running_var"], rtol=1e-3, atol=0)
+
+
+AIC_SAMPLES = SHARED_DATA / "samples" / "aic"
+
+
+def test_mining_under_torchrun_shards_the_pictures_and_mines_what_one_process_mines(tmp_path):
+    """``okspose mine-hard`` under torchrun (as ``reproduce --data real`` mines): 2 processes pose their
+    share of the 3 AI Challenger pictures; the first writes the same mined persons, summary and cut."""
+    if not AIC_SAMPLES.is_dir():
+        pytest.skip(f"{AIC_SAMPLES} not found")
+    cfg = load_config(CONFIGS / "coco_mini_tiny.yaml", ["data.input_size=[64,64]", "data.heatmap_size=[16,16]",
+                                                        "model.num_features=16"])
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, tmp_path / "model.pth")
+    ann = AIC_SAMPLES / "keypoint_annotations_aic_format.json"
+    run_mine_hard(tmp_path / "model.pth", ann, tmp_path / "one" / "mined.json", fraction=0.5, images=AIC_SAMPLES)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                           "okspose.cli", "mine-hard", "--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu",
+                           "--data", str(ann), "--images", str(AIC_SAMPLES), "--fraction", "0.5", "--out",
+                           str(tmp_path / "two" / "mined.json")],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("mined 5 (lowest 50%") == 1  # printed once, by the first process
+    one, two = (json.loads((tmp_path / name / "mined_summary.json").read_text()) for name in ("one", "two"))
+    assert two["judged"] == one["judged"] == 9 and two["mined"] == one["mined"] == 5
+    for key in ("cut", "mean_oks_all", "mean_oks_mined", "mean_oks_rest"):
+        assert two[key] == pytest.approx(one[key], abs=1e-6), key
+    assert (tmp_path / "two" / "mined.json").read_text() == (tmp_path / "one" / "mined.json").read_text()

@@ -3,18 +3,22 @@ step in which the joints AIC does not label get exactly zero gradient."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS, SHARED_DATA
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from okspose.config import load_config
-from okspose.data.build import build_train_dataset
+from okspose.data.build import build_train_dataset, build_train_records, dataset_records
 from okspose.data.dataset import collate_skipping
 from okspose.data.sampler import MixedSampler, mixed_sampler
+from okspose.data.selection import SelectionRule, select_records
 from okspose.errors import ConfigError
 from okspose.keypoints import COCO17
 from okspose.loss import JointsMSELoss
@@ -109,7 +113,8 @@ def test_joint_step_gives_zero_gradient_to_joints_aic_does_not_label(coco_mini: 
     if not AIC_SAMPLES.is_dir():
         pytest.skip(f"{AIC_SAMPLES} not found")
     cfg = _joint_config(coco_mini)
-    dataset, sizes = build_train_dataset(cfg)
+    dataset, sets = build_train_dataset(cfg)
+    sizes = sets.sizes
     assert list(sizes) == ["coco", "aic"] and sizes["aic"] == 9 and sizes["coco"] > 50
     sampler = mixed_sampler(cfg, sizes)
     assert sampler.counts().tolist() == [(len(sampler) + 1) // 2, len(sampler) // 2]  # equal weights
@@ -140,3 +145,71 @@ def test_joint_step_gives_zero_gradient_to_joints_aic_does_not_label(coco_mini: 
     head = model.heads[-1].heatmaps
     assert (head.weight.grad[FACE] == 0).all() and (head.bias.grad[FACE] == 0).all()
     assert head.weight.grad[5:].abs().sum() > 0
+
+
+AIC_LABELS = SHARED_DATA / "aic-labels" / "keypoint_sample_annotations.json"
+
+
+def _sets(*entries: str) -> str:
+    return "data.datasets=[" + ", ".join(entries) + "]"
+
+
+def _coco_set(root: Path, name: str, extra: str = "") -> str:
+    return (f"{{name: {name}, format: coco, root: '{root}', ann: annotations/person_keypoints_train2017.json, "
+            f"images: train2017{extra}}}")
+
+
+def _stand_in_pictures(labels: Path, folder: Path) -> None:
+    """aic-labels comes without pictures, and training records need a file per image: every image name
+    becomes a link to one JPEG header that declares 8000 x 8000 pixels (the labels reach x, y < 5616)."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "JPEG")
+    header = bytearray(buf.getvalue())
+    sof = header.find(b"\xff\xc0")
+    header[sof + 5: sof + 9] = (8000).to_bytes(2, "big") * 2
+    folder.mkdir()
+    (folder / "header.jpg").write_bytes(header)
+    for record in json.loads(labels.read_text()):
+        (folder / f"{record['image_id']}.jpg").symlink_to("header.jpg")
+
+
+def test_an_external_set_is_not_filtered_unless_asked(tmp_path: Path) -> None:
+    """On 13,850 real AI Challenger persons: with data.selection on, an AIC set keeps every person (its
+    rule and line were made for COCO persons); ``selection: true`` on the set drops what select_records drops."""
+    if not AIC_LABELS.is_file():
+        pytest.skip(f"{AIC_LABELS} not found")
+    _stand_in_pictures(AIC_LABELS, tmp_path / "images")
+    aic = f"{{name: aic, format: aic, root: '{AIC_LABELS.parent}', ann: {AIC_LABELS.name}, images: '{tmp_path}/images'"
+    cfg = load_config(CONFIGS / "coco_mini_tiny.yaml", ["data.selection=true", _sets(aic + "}")])
+    sets = build_train_records(cfg)
+    everyone = sets.records
+    labeled = sum(any(v in (1, 2) for v in kps[2::3][:12])  # a COCO joint labeled (head top and neck are not)
+                  for record in json.loads(AIC_LABELS.read_text()) for kps in record["keypoint_annotations"].values())
+    assert len(everyone) == labeled > 13_000 and sets.sizes == {"aic": labeled} and sets.dropped == {"aic": 0}
+    asked = build_train_records(load_config(CONFIGS / "coco_mini_tiny.yaml", [_sets(aic + ", selection: true}")]))
+    expected = select_records(everyone, SelectionRule.from_config(cfg.data))
+    assert asked.records.ann_ids.tolist() == expected.ann_ids.tolist()
+    assert asked.dropped == {"aic": len(everyone) - len(expected)} and asked.dropped["aic"] > 0
+
+
+def test_a_coco_set_follows_data_selection_unless_it_says_otherwise(coco_mini: Path) -> None:
+    coco128 = SHARED_DATA / "coco128"
+    if not coco128.is_dir():
+        pytest.skip(f"{coco128} not found")
+    sets = _sets(_coco_set(coco_mini, "mini"), _coco_set(coco128, "c128"), _coco_set(coco128, "c128_all",
+                                                                                      ", selection: false"))
+    cfg = load_config(CONFIGS / "coco_mini_tiny.yaml", ["data.selection=true", sets])
+    got = build_train_records(cfg)
+    rule = SelectionRule.from_config(cfg.data)
+    expected = {}
+    for ds in cfg.data.datasets:
+        everyone = dataset_records(ds, COCO17)
+        kept = everyone if ds.name == "c128_all" else select_records(everyone, rule)
+        expected[ds.name] = (len(kept), len(everyone) - len(kept))
+    assert {k: (got.sizes[k], got.dropped[k]) for k in got.sizes} == expected
+    assert expected["mini"][1] > 0 and expected["c128"][1] > 0 and expected["c128_all"][1] == 0
+    off = build_train_records(load_config(CONFIGS / "coco_mini_tiny.yaml", [sets]))
+    assert off.dropped == {"mini": 0, "c128": 0, "c128_all": 0}
+    plain = build_train_records(load_config(CONFIGS / "coco_mini_tiny.yaml", [f"data.root={coco_mini}",
+                                                                               "data.selection=true"]))
+    assert plain.dropped == {"train": expected["mini"][1]} and plain.sizes == {"train": expected["mini"][0]}

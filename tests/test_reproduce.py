@@ -11,7 +11,9 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +22,13 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-import okspose.recipe.reproduce as reproduce_recipe
-from okspose.checkpoints import Checkpoint
 from okspose.cli import main
-from okspose.config import load_config
 from okspose.data.aic import load_aic_records
 from okspose.data.mining import hardest, label_oks
 from okspose.data.records import load_person_records
 from okspose.data.selection import SelectionRule, select_records
-from okspose.evaluation import evaluate_keypoints
-from okspose.inference.poser import Poser
-from okspose.inference.scoring import score_posed
 from okspose.keypoints import AIC14, COCO17
-from okspose.recipe.reproduce import STEPS
+from okspose.recipe.reproduce import format_table, summarize, table_steps
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -42,133 +38,144 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+SEEDS = 2
+RATIOS = (0.33, 1.0)
+T975_1 = 12.706204736174698  # Student t, 97.5 % quantile, 1 degree of freedom (2 seeds)
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> tuple[Path, str, list[dict]]:
-    """The smoke run's folder, its output, and what each table row handed to the scoring (every call of
-    ``score_posed``: the posed persons, the settings, and what it returned)."""
+def smoke(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("reproduce")
-    calls: list[dict] = []
-
-    def recording(posed, test, schema, gt, img_ids):
-        scored = score_posed(posed, test, schema, gt, img_ids)
-        calls.append({"posed": posed, "test": test, "gt": gt, "img_ids": list(img_ids), "scored": scored})
-        return scored
-
     cwd = Path.cwd()
     os.chdir(root)  # a relative --out, as a user types it: the joint run's set paths must still resolve
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(reproduce_recipe, "score_posed", recording)
-            code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "train.amp=none"])
+        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "--seeds", str(SEEDS), "train.amp=none"])
     finally:
         os.chdir(cwd)
     assert code == 0, text
-    return root / "work" / "smoke", text, calls
+    return root / "work" / "smoke", text
 
 
-@pytest.fixture(scope="module")
-def smoke(smoke_run) -> tuple[Path, str]:
-    return smoke_run[:2]
+def _table(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
 
 
 def test_reproduce_smoke_prints_the_table_with_every_row(smoke) -> None:
     out, text = smoke
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0].startswith("| step | AP | gain") and lines[0].endswith("| Team OKS: AP | Team OKS: gain |")
-    assert [line.split(" | ")[0][2:] for line in lines[1:]] == [s.name for s in STEPS]
+    lines = _table(text)
+    assert lines[0] == ["step", "AP", "gain", "95% interval", "AP50", "AP75", "AR", "Team OKS: AP", "Team OKS: gain"]
+    steps = table_steps(RATIOS)
+    assert [line[0] for line in lines[1:]] == [s.name for s in steps] == [
+        "naive", "+ data selection", "+ rescoring", "+ OKS-NMS", "+ external data (mined 0.33x)",
+        "+ external data (mined 1x)", "+ GT boxes"]
+    # Team OKS's published column: AP per step and the gain over the row it is measured from.
+    assert [line[-2:] for line in lines[1:]] == [
+        ["70.3", ""], ["70.8", "+0.5"], ["71.5", "+0.7"], ["71.7", "+0.2"], ["73.0", "+1.3"], ["73.0", "+1.3"],
+        ["75.5", "+2.5"]]
+    assert lines[6][2].endswith("(over + OKS-NMS)") and "(over" not in lines[5][2]  # 1x is measured from OKS-NMS
+    assert (out / "reproduce.md").read_text().count("\n| ") == len(steps) + 1
+    assert (out / "reproduce.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reproduce_writes_every_seed_the_means_and_the_intervals(smoke) -> None:
+    """reproduce.json against a computation here: per-seed AP, mean, standard deviation, the paired gain and
+    its 95 % interval (t quantile of 1 degree of freedom), and the table's cells from them."""
+    out, text = smoke
     saved = json.loads((out / "reproduce.json").read_text())
-    assert [r["step"] for r in saved["rows"]] == [s.name for s in STEPS]
-    # Every column from the saved stats: AP, gain over the row above, AP50, AP75, AR in %; then Team OKS's
-    # published AP per step (their experiment table: 70.3 70.8 71.5 71.7 73.0 75.5) and its gain.
-    published = [70.3, 70.8, 71.5, 71.7, 73.0, 75.5]
-    for i, (line, row) in enumerate(zip(lines[1:], saved["rows"], strict=True)):
-        st = row["stats"]
-        gain = "" if i == 0 else f"{100 * (st['AP'] - saved['rows'][i - 1]['stats']['AP']):+.1f}"
-        theirs = "" if i == 0 else f"{published[i] - published[i - 1]:+.1f}"
-        assert [c.strip() for c in line.strip("|").split("|")] == [
-            row["step"], f"{100 * st['AP']:.1f}", gain, f"{100 * st['AP50']:.1f}", f"{100 * st['AP75']:.1f}",
-            f"{100 * st['AR']:.1f}", f"{published[i]:.1f}", theirs]
-    assert (out / "reproduce.md").read_text().count("\n| ") == len(STEPS) + 1
-    # The joint model trained on both sets, in the configured 2:1 proportions, an epoch as long as both:
-    # the COCO-like train persons the selection keeps and the mined AIC-layout persons.
-    row = next(csv.DictReader((out / "runs" / "joint" / "log.csv").open()))
-    counts = {k: int(v) for k, v in (item.split(":") for item in row["per_dataset"].split())}
-    assert list(counts) == ["coco", "aic_mined"]
+    assert saved["seeds"] == [0, 1] and saved["external_ratios"] == list(RATIOS)
+    per_seed = {(run["seed"], row["step"]): 100 * row["stats"]["AP"] for run in saved["runs"] for row in run["rows"]}
+    cells = {line[0]: line for line in _table(text)[1:]}
+    for row in saved["rows"]:
+        aps = [per_seed[(k, row["step"])] for k in range(SEEDS)]
+        assert row["AP"] == pytest.approx(aps)
+        assert row["AP_mean"] == pytest.approx(statistics.fmean(aps))
+        assert row["AP_sd"] == pytest.approx(statistics.stdev(aps))
+        assert cells[row["step"]][1] == f"{statistics.fmean(aps):.1f} ± {statistics.stdev(aps):.1f}"
+        if row["over"] is None:
+            continue
+        diffs = [a - per_seed[(k, row["over"])] for k, a in enumerate(aps)]
+        half = T975_1 * statistics.stdev(diffs) / math.sqrt(SEEDS)
+        gain = row["gain"]
+        assert gain["diffs"] == pytest.approx(diffs) and gain["mean"] == pytest.approx(statistics.fmean(diffs))
+        assert (gain["low"], gain["high"]) == pytest.approx((statistics.fmean(diffs) - half,
+                                                             statistics.fmean(diffs) + half))
+        assert gain["resolved"] == (not gain["low"] <= 0 <= gain["high"])
+        assert cells[row["step"]][3].endswith("not resolved") == (not gain["resolved"])
+    # The seeds train different models (train.seed), not one model twice.
+    weights = [torch.load(out / "runs" / f"seed{k}" / "naive" / "model_best.pth")["model"] for k in range(SEEDS)]
+    assert any(not torch.equal(w, weights[1][name]) for name, w in weights[0].items())
+
+
+def test_one_seed_gives_no_interval_and_says_so(smoke) -> None:
+    out, _ = smoke
+    saved = json.loads((out / "reproduce.json").read_text())
+    first = [{row["step"]: row["stats"] for row in saved["runs"][0]["rows"]}]
+    table = format_table(summarize(table_steps(RATIOS), first), seeds=1)
+    rows = _table(table)[1:]
+    assert rows[0][3] == "" and all(r[3] == "n/a (1 seed)" for r in rows[1:])
+    assert all("±" not in r[1] for r in rows)
+
+
+def test_summary_of_three_seeds_by_hand() -> None:
+    """Known APs of 3 seeds: means, deviations, paired gains and their intervals (t_{0.975, 2} = 4.3027), a
+    resolved and an unresolved step, and the table's cells."""
+    steps = table_steps((1.0,))
+    aps = {"naive": [40.0, 42.0, 41.0], "+ data selection": [41.0, 42.5, 42.5], "+ rescoring": [44.0, 45.5, 45.0],
+           "+ OKS-NMS": [43.0, 46.0, 44.5], "+ external data (mined 1x)": [50.0, 52.0, 51.5],
+           "+ GT boxes": [52.0, 53.0, 54.0]}
+    runs = [{name: {"AP": v[k] / 100, "AP50": 0.5, "AP75": 0.25, "AR": 0.75} for name, v in aps.items()}
+            for k in range(3)]
+    rows = {r["step"]: r for r in summarize(steps, runs)}
+    cells = {line[0]: line for line in _table(format_table(list(rows.values()), seeds=3))[1:]}
+    for step in steps:
+        row = rows[step.name]
+        assert row["AP_mean"] == pytest.approx(statistics.fmean(aps[step.name]))
+        assert row["AP_sd"] == pytest.approx(statistics.stdev(aps[step.name]))
+        if step.over is None:
+            continue
+        diffs = [a - b for a, b in zip(aps[step.name], aps[step.over])]
+        mean, half = statistics.fmean(diffs), 4.302652729911275 * statistics.stdev(diffs) / math.sqrt(3)
+        assert (row["gain"]["mean"], row["gain"]["low"], row["gain"]["high"]) == pytest.approx(
+            (mean, mean - half, mean + half))
+        interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        assert cells[step.name][3] == (interval if abs(mean) > half else f"{interval} not resolved")
+    assert rows["+ rescoring"]["gain"]["resolved"] and not rows["+ OKS-NMS"]["gain"]["resolved"]
+    assert cells["+ data selection"][1:3] == ["42.0 ± 0.9", "+1.0"]
+
+
+def test_the_external_set_is_a_ratio_of_the_selected_coco_like_set(smoke) -> None:
+    """The mined persons are R x the COCO-like persons selection keeps (the hardest fraction of the AIC-layout
+    set); the joint model trains on both 2:1 and data selection filters only the COCO-like set."""
+    out, _ = smoke
     data = out / "data"
-    selected = select_records(load_person_records(data / "annotations" / "person_keypoints_train.json",
-                                                  data / "train", COCO17),
-                              SelectionRule.from_config(load_config(out / "runs" / "joint" / "config.yaml").data))
-    mined = json.loads((out / "runs" / "mined" / "aic_mined_summary.json").read_text())["mined"]
-    total = counts["coco"] + counts["aic_mined"]
-    assert total == len(selected) + mined
-    assert abs(counts["coco"] - 2 * total / 3) <= 0.5
-
-
-# Each row of the table, written out: (model, boxes, rescoring, IoU-NMS, OKS-NMS). Ground-truth boxes get no
-# IoU-NMS (overlapping people are real).
-ROW_SETTINGS = [
-    ("naive", "detector", "box", True, False),
-    ("selection", "detector", "box", True, False),
-    ("selection", "detector", "box*keypoint", True, False),
-    ("selection", "detector", "box*keypoint", True, True),
-    ("joint", "detector", "box*keypoint", True, True),
-    ("joint", "gt", "box*keypoint", False, True),
-]
-
-
-def test_each_row_is_its_model_boxes_and_settings(smoke_run) -> None:
-    out, _, calls = smoke_run
-    saved = json.loads((out / "reproduce.json").read_text())["rows"]
-    assert len(calls) == len(saved) == len(ROW_SETTINGS)
-    val_ann = out / "data" / "annotations" / "person_keypoints_val.json"
-    gt_records = load_person_records(val_ann, out / "data" / "val", COCO17)
-    posed_again = {}  # (model, boxes) -> keypoints
-    all_images = sorted(img["id"] for img in json.loads(val_ann.read_text())["images"])
-    for call, row, (model, boxes, rescoring, iou, oks) in zip(calls, saved, ROW_SETTINGS, strict=True):
-        test, posed = call["test"], call["posed"]
-        assert (row["model"], row["boxes"]) == (model, boxes), row["step"]
-        assert (test.rescoring, test.iou_nms, test.oks_nms) == (rescoring, iou, oks), row["step"]
-        assert Path(call["gt"]) == val_ann
-        # The row's stats are pycocotools' on the results it kept, over every val image.
-        assert call["img_ids"] == all_images and call["scored"].results
-        assert row["stats"] == call["scored"].evaluation.stats == evaluate_keypoints(
-            val_ann, call["scored"].results, img_ids=all_images)
-        # The poses are the row's model on the row's boxes, posed again here.
-        if boxes == "gt":
-            np.testing.assert_array_equal(posed.records.boxes, gt_records.boxes)
-            assert (posed.records.scores == 1).all()
-        else:
-            np.testing.assert_array_equal(posed.records.boxes, calls[0]["posed"].records.boxes)  # one detector
-            assert (posed.records.scores < 1).any()
-        if (model, boxes) not in posed_again:
-            cfg = load_config(out / "runs" / model / "config.yaml")
-            poser = Poser.from_checkpoint(cfg, Checkpoint.read(out / "runs" / model / "checkpoint.pth"),
-                                          torch.device("cpu"))
-            posed_again[model, boxes] = poser.pose(posed.records).keypoints
-        np.testing.assert_allclose(posed_again[model, boxes], posed.keypoints, rtol=0, atol=1e-9)
-    # Three models, three different sets of poses on the same detector boxes.
-    kps = [c["posed"].keypoints for c in calls]
-    assert not np.allclose(kps[0], kps[1]) and not np.allclose(kps[1], kps[4])
-    # Rows on one model and the same boxes differ only in scoring: box score, x keypoint score, then OKS-NMS.
-    selection = calls[1]["posed"]
-    box_scored, rescored, suppressed = (calls[i]["scored"] for i in (1, 2, 3))
-    for scored, rescoring in ((box_scored, False), (rescored, True)):
-        for i, score in zip(scored.index, scored.scores):
-            joints = selection.keypoints[i, :, 2]
-            kpt = joints[joints > 0.2].mean() if (joints > 0.2).any() else 0.0
-            expected = selection.records.scores[i] * (kpt if rescoring else 1.0)
-            assert score == pytest.approx(expected, rel=1e-12)
-    assert set(suppressed.index) <= set(rescored.index) and len(suppressed.index) < len(rescored.index)
+    everyone = load_person_records(data / "annotations" / "person_keypoints_train.json", data / "train", COCO17)
+    kept = select_records(everyone, SelectionRule(aspect_ratio=1.0))  # the smoke size's 64x64 input
+    saved = json.loads((out / "reproduce.json").read_text())
+    assert saved["coco_like_persons"] == len(kept) < len(everyone)
+    for mined in saved["mined"]:
+        folder = out / "runs" / "seed0" / f"mined_{mined['ratio']:g}"
+        summary = json.loads((folder / "aic_mined_summary.json").read_text())
+        assert mined["fraction"] == pytest.approx(min(1.0, mined["ratio"] * len(kept) / saved["external_persons"]))
+        assert summary["mined"] == mined["persons"] == math.ceil(mined["fraction"] * summary["judged"])
+        if mined["fraction"] < 1:
+            assert abs(mined["persons"] - mined["ratio"] * len(kept)) <= 1
+    assert saved["mined"][0]["persons"] < saved["mined"][1]["persons"] < saved["external_persons"]
+    for ratio in RATIOS:
+        row = next(csv.DictReader((out / "runs" / "seed1" / f"joint_{ratio:g}" / "log.csv").open()))
+        counts = {k: int(v) for k, v in (item.split(":") for item in row["per_dataset"].split())}
+        assert list(counts) == ["coco", "aic_mined"]
+        assert abs(counts["coco"] - 2 * sum(counts.values()) / 3) <= 1
+        assert row["selection_dropped"] == f"coco:{len(everyone) - len(kept)} aic_mined:0"
 
 
 def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:
     out, _ = smoke
-    mined_file = out / "runs" / "mined" / "aic_mined.json"
-    summary = json.loads((out / "runs" / "mined" / "aic_mined_summary.json").read_text())
+    mined_file = out / "runs" / "seed0" / "mined_0.33" / "aic_mined.json"
+    summary = json.loads((out / "runs" / "seed0" / "mined_0.33" / "aic_mined_summary.json").read_text())
     assert summary["layout"] == "aic" and summary["mined"] >= 1 and summary["rest"] >= 1
     assert summary["mean_oks_mined"] < summary["mean_oks_rest"]
     assert summary["shared_joints"] == list(AIC14.joints[:12])  # head top and neck are not COCO joints
-    assert (out / "runs" / "mined" / "aic_mined_oks.png").stat().st_size > 1000
+    assert (out / "runs" / "seed0" / "mined_0.33" / "aic_mined_oks.png").stat().st_size > 1000
     images = out / "data" / "aic" / "images"
     everyone = load_aic_records(out / "data" / "aic" / "keypoint_annotations.json", images)
     mined = load_aic_records(mined_file, images)  # the AIC reader takes the written subset
@@ -182,7 +189,7 @@ def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:
 def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
     out, _ = smoke
     val = out / "data" / "annotations" / "person_keypoints_val.json"
-    code, text = _run(["mine-hard", "--checkpoint", str(out / "runs" / "naive" / "model_best.pth"), "--data",
+    code, text = _run(["mine-hard", "--checkpoint", str(out / "runs" / "seed0" / "naive" / "model_best.pth"), "--data",
                        str(val), "--images", str(out / "data" / "val"), "--out", str(tmp_path / "hard.json.gz"),
                        "--oks-thr", "0.3"])
     assert code == 0, text
@@ -194,7 +201,7 @@ def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
 
 def test_mine_hard_bad_input_is_one_line(smoke, tmp_path, capsys) -> None:
     out, _ = smoke
-    ckpt = str(out / "runs" / "naive" / "model_best.pth")
+    ckpt = str(out / "runs" / "seed0" / "naive" / "model_best.pth")
     bad = tmp_path / "bad.json"
     bad.write_text('{"something": 1}')
     for data in (str(tmp_path / "missing.json"), str(bad)):
@@ -229,7 +236,7 @@ def test_ablation_data_rows(smoke, tmp_path) -> None:
     val = json.loads((out / "data" / "annotations" / "person_keypoints_val.json").read_text())
     dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in val["annotations"]]
     (tmp_path / "dets.json").write_text(json.dumps(dets))
-    runs = out / "runs"
+    runs = out / "runs" / "seed0"
     code, text = _run(["ablation", "--checkpoint", str(runs / "selection" / "model_best.pth"), "--detections",
                        str(tmp_path / "dets.json"), "--no-gt", "--row", f"naive={runs / 'naive' / 'model_best.pth'}",
                        f"data.root={out / 'data'}"])
@@ -270,3 +277,72 @@ def test_hardest_by_threshold_and_fraction() -> None:
     assert hardest(oks, fraction=1.0).tolist() == [True, True, False, True, True, True]
     with pytest.raises(ValueError):
         hardest(oks)
+
+
+# Each row of the table written out: (model, boxes, rescoring, IoU-NMS, OKS-NMS). Ground-truth boxes get no
+# IoU-NMS (overlapping people are real).
+ROW_SETTINGS = [
+    ("naive", "detector", "box", True, False),
+    ("selection", "detector", "box", True, False),
+    ("selection", "detector", "box*keypoint", True, False),
+    ("selection", "detector", "box*keypoint", True, True),
+    ("joint_0.33", "detector", "box*keypoint", True, True),
+    ("joint_1", "detector", "box*keypoint", True, True),
+    ("joint_1", "gt", "box*keypoint", False, True),
+]
+
+
+def test_each_row_is_its_model_boxes_and_settings(smoke, monkeypatch) -> None:
+    """One seed's rows scored again with score_posed recorded: each row poses its own model on its own boxes
+    (posed again here), scores with its own settings, and its stats are pycocotools' on the results it kept,
+    equal to what reproduce.json saved for that seed."""
+    import okspose.recipe.reproduce as reproduce
+    from okspose.checkpoints import Checkpoint
+    from okspose.config import load_config
+    from okspose.distributed import DistInfo
+    from okspose.evaluation import evaluate_keypoints
+    from okspose.inference.poser import Poser
+
+    out, _ = smoke
+    calls = []
+    real = reproduce.score_posed
+
+    def recording(posed, test, schema, gt, img_ids):
+        scored = real(posed, test, schema, gt, img_ids)
+        calls.append({"posed": posed, "test": test, "gt": gt, "img_ids": img_ids, "scored": scored})
+        return scored
+
+    monkeypatch.setattr(reproduce, "score_posed", recording)
+    models = {m for m, *_ in ROW_SETTINGS}
+    runs = out / "runs" / "seed0"
+    cfgs = {m: load_config(runs / m / "config.yaml") for m in models}
+    stats = reproduce.evaluate_seed(table_steps(RATIOS), cfgs, {m: runs / m / "checkpoint.pth" for m in models},
+                                    out / "runs" / "detector.pth", DistInfo())
+    saved = json.loads((out / "reproduce.json").read_text())["runs"][0]["rows"]
+    assert len(calls) == len(saved) == len(ROW_SETTINGS)
+    val_ann = out / "data" / "annotations" / "person_keypoints_val.json"
+    all_images = sorted(img["id"] for img in json.loads(val_ann.read_text())["images"])
+    gt_boxes = load_person_records(val_ann, out / "data" / "val", COCO17).boxes
+    for call, row, step, (model, boxes, rescoring, iou, oks) in zip(calls, saved, table_steps(RATIOS), ROW_SETTINGS,
+                                                                    strict=True):
+        test, posed = call["test"], call["posed"]
+        assert (step.model, step.boxes) == (model, boxes), step.name
+        assert (test.rescoring, test.iou_nms, test.oks_nms) == (rescoring, iou, oks), step.name
+        assert Path(call["gt"]) == val_ann and call["img_ids"] == all_images
+        assert stats[step.name] == row["stats"] == evaluate_keypoints(val_ann, call["scored"].results,
+                                                                       img_ids=all_images)
+        if boxes == "gt":
+            np.testing.assert_array_equal(posed.records.boxes, gt_boxes)
+        else:
+            np.testing.assert_array_equal(posed.records.boxes, calls[0]["posed"].records.boxes)  # one detector
+        poser = Poser.from_checkpoint(cfgs[model], Checkpoint.read(runs / model / "checkpoint.pth"),
+                                      torch.device("cpu"))
+        np.testing.assert_allclose(poser.pose(posed.records).keypoints, posed.keypoints, rtol=0, atol=1e-9)
+    # Rows on one model and the same boxes differ only in scoring: box score, x keypoint score, then OKS-NMS.
+    selection = calls[1]["posed"]
+    for scored, rescored in ((calls[1]["scored"], False), (calls[2]["scored"], True)):
+        for i, score in zip(scored.index, scored.scores):
+            joints = selection.keypoints[i, :, 2]
+            kpt = joints[joints > 0.2].mean() if (joints > 0.2).any() else 0.0
+            assert score == pytest.approx(selection.records.scores[i] * (kpt if rescored else 1.0), rel=1e-12)
+    assert set(calls[3]["scored"].index) <= set(calls[2]["scored"].index)

@@ -13,8 +13,9 @@ def run(args: argparse.Namespace) -> int:
     info = init_distributed(args.device)
     try:
         summary = run_mine_hard(args.checkpoint, args.data, args.out, args.oks_thr, args.fraction, args.images,
-                                args.dataset, args.overrides, info.device)
+                                args.dataset, args.overrides, info)
     finally:
         cleanup(info)
-    print(format_summary(summary))
+    if info.is_main:
+        print(format_summary(summary))
     return 0

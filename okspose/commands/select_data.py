@@ -4,7 +4,6 @@ report (kept/dropped by number of labeled keypoints) and a picture of the (ks, n
 from __future__ import annotations
 
 import argparse
-import io
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from okspose.config import load_config
 from okspose.data.records import read_annotation_file, read_image
 from okspose.data.selection import CocoSelection, SelectionRule, line_threshold, select_coco
 from okspose.errors import DataError
-from okspose.fileio import atomic_write, save_json, write_coco
+from okspose.fileio import save_figure, save_json, write_coco
 from okspose.keypoints import SCHEMAS, KeypointSchema
 from okspose.visualize import draw_poses
 
@@ -94,9 +93,7 @@ def plot_selection(sel: CocoSelection, rule: SelectionRule, path: str | Path, ex
         ex.set(xlim=(max(x - pad, 0), min(x + w + pad, iw)), ylim=(min(y + h + pad, ih), max(y - pad, 0)),
                xticks=[], yticks=[])
         ex.set_title(f"ann {ann_id}: ks {ks:.2f}, n {n}", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path, dpi=110)
 
 
 def run_select_data(gt: str | Path, out: str | Path, rule: SelectionRule, plot: str | Path | None = None,

@@ -37,8 +37,9 @@ from okspose.models.build import build_model
 from okspose.progress import progress as progress_bar
 from okspose.run_config import check_config
 
-# AP is empty when not validated; per_dataset: the epoch's samples per training set ("coco:800 aic:400").
-LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP", "per_dataset")
+# AP is empty when not validated; per_dataset: the epoch's samples per training set ("coco:800 aic:400");
+# selection_dropped: the persons data selection dropped from each set ("coco:12 aic:0").
+LOG_COLUMNS = ("epoch", "steps", "loss", "lr", "samples_per_s", "skipped", "AP", "per_dataset", "selection_dropped")
 
 
 @dataclass
@@ -205,12 +206,23 @@ def validate(model: nn.Module, cfg: Config, info: DistInfo) -> dict[str, float] 
 
 def per_dataset(sizes: dict[str, int], sampler: MixedSampler) -> str:
     """The epoch's samples per training set over all ranks, e.g. ``coco:800 aic:400``."""
-    return " ".join(f"{name}:{n}" for name, n in zip(sizes, sampler.quotas().tolist()))
+    return per_set(dict(zip(sizes, sampler.quotas().tolist())))
 
 
-def train(cfg: Config, resume: str | Path | None = None, device: str = "auto") -> dict:
-    """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row."""
+def per_set(counts: dict[str, int]) -> str:
+    """A count per training set as one log cell, e.g. ``coco:12 aic:0``."""
+    return " ".join(f"{name}:{n}" for name, n in counts.items())
+
+
+def train(cfg: Config, resume: str | Path | None = None, device: str = "auto", info: DistInfo | None = None) -> dict:
+    """Train ``cfg`` (resuming from a checkpoint when given); returns the last epoch's log row.
+
+    ``info``: the processes of a caller that trains several models in one run (``okspose reproduce``), which
+    stay joined afterwards; without it the run joins ``torchrun``'s processes, if any, and leaves them.
+    """
     check_config(cfg)
+    if info is not None:
+        return _train(cfg, info, resume)
     info = init_distributed(device)
     try:
         return _train(cfg, info, resume)
@@ -226,7 +238,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     np.random.seed(t.seed)
 
     report = SkipReport()
-    train_set, sizes = build_train_dataset(cfg, report)
+    train_set, sets = build_train_dataset(cfg, report)
     if len(train_set) == 0:
         raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
@@ -235,12 +247,14 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
     # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W
     # processes with batch B (the last step also the padding's repeats).
-    sampler = mixed_sampler(cfg, sizes, info.rank, info.world_size)
+    sampler = mixed_sampler(cfg, sets.sizes, info.rank, info.world_size)
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
                         collate_fn=default_collate, pin_memory=info.device.type == "cuda",
                         drop_last=False)
 
     model = build_model(cfg).to(info.device)
+    if t.init_weights and not resume:  # a resumed run has its own weights
+        load_weights(model, read_checkpoint(t.init_weights), t.init_weights)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if t.sync_bn and info.distributed:
@@ -284,7 +298,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         skipped = all_reduce_sum(stats.skipped, info)
         row = {"epoch": epoch + 1, "steps": stats.steps, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / stats.seconds, "skipped": int(skipped),
-               "per_dataset": per_dataset(sizes, sampler)}
+               "per_dataset": per_dataset(sets.sizes, sampler), "selection_dropped": per_set(sets.dropped)}
         val = validate(model, cfg, info) if t.eval_every and (
             (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs) else None
         if info.is_main:

@@ -5,19 +5,18 @@ histogram of OKS showing the cut."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from okspose.config import load_config
 from okspose.data.mining import external_set_from_config, hardest, read_external_set, shared_joint_oks, subset_in_layout
-from okspose.data.records import SkipReport
+from okspose.data.records import PersonRecords, SkipReport
 from okspose.data.remap import joint_map
+from okspose.distributed import DistInfo, barrier, gather_lists, shard
 from okspose.errors import OksposeError
-from okspose.fileio import atomic_write, save_json, write_coco
+from okspose.fileio import save_figure, save_json, write_coco
 from okspose.inference.poser import Poser
 from okspose.run_config import command_config
 
@@ -45,17 +44,32 @@ def plot_oks(oks: np.ndarray, mined: np.ndarray, cut: float, title: str, path: s
     ax.set(xlabel="OKS of the COCO model's pose against the label (shared joints)", ylabel="persons", xlim=(0, 1))
     ax.set_title(title, fontsize=10)
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path, dpi=110)
+
+
+def pose_sharded(poser: Poser, records: PersonRecords, info: DistInfo,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:meth:`Poser.keypoints_of` over ``records``, each rank posing the persons of its share of the images;
+    every rank gets all the keypoints."""
+    mine = np.flatnonzero(np.isin(records.image_ids, shard(np.unique(records.image_ids).tolist(), info)))
+    keypoints, done, unreadable = poser.keypoints_of(records.subset(mine), progress and info.is_main)
+    if not info.distributed:
+        return keypoints, done, unreadable
+    every_kp = np.zeros((len(records), *keypoints.shape[1:]), keypoints.dtype)
+    every_done, every_unreadable = np.zeros(len(records), bool), []
+    for index, kp, ok, bad in gather_lists([(mine, keypoints, done, unreadable)], info):
+        every_kp[index], every_done[index] = kp, ok
+        every_unreadable += bad
+    return every_kp, every_done, every_unreadable
 
 
 def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks_thr: float | None = None,
                   fraction: float | None = None, images: str | Path | None = None, dataset: str = "",
-                  overrides: list[str] | None = None, device: torch.device | None = None,
+                  overrides: list[str] | None = None, info: DistInfo | None = None,
                   progress: bool = False) -> dict:
     """Mine ``data`` (an annotation file, or a config whose ``data.datasets`` lists the set) with the model
-    of ``checkpoint``; writes ``out`` (same layout as read), its summary and histogram; returns the summary."""
+    of ``checkpoint``; writes ``out`` (same layout as read), its summary and histogram; returns the summary.
+    Under ``torchrun`` (``info``) every process poses its share and the first one writes the files."""
     if (oks_thr is None) == (fraction is None):
         raise OksposeError("give one of --oks-thr T and --fraction F")
     if fraction is not None and not 0.0 < fraction <= 1.0:
@@ -72,10 +86,10 @@ def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks
     ext = read_external_set(ann, image_dir, schema, cfg.data.on_error, report)
     if not len(ext.records):
         raise OksposeError(f"{ann}: no labeled persons to mine")
-    device = device or torch.device("cpu")
-    poser = Poser.from_checkpoint(cfg, ckpt, device)
+    info = info or DistInfo()
+    poser = Poser.from_checkpoint(cfg, ckpt, info.device)
     model_schema = poser.schema
-    keypoints, done, unreadable = poser.keypoints_of(ext.records, progress)
+    keypoints, done, unreadable = pose_sharded(poser, ext.records, info, progress)
     oks = shared_joint_oks(keypoints, model_schema, ext.records.keypoints, ext.schema, ext.areas)
     oks[~done] = np.nan
     mined = hardest(oks, oks_thr, fraction)
@@ -83,7 +97,6 @@ def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks
     if not judged.any():
         raise OksposeError(f"{ann}: no person has a labeled joint that the model's schema "
                            f"{model_schema.name} shares, or every picture failed to read")
-    write_coco(subset_in_layout(ext, ext.records.ann_ids[mined]), out)
     rest = judged & ~mined
     cut = oks_thr if oks_thr is not None else float(oks[mined].max())
     src, _ = joint_map(ext.schema, model_schema)
@@ -99,8 +112,11 @@ def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks
         "out": str(out),
     }
     summary_path, plot_path = side_paths(out)
-    save_json(summary, summary_path)
-    plot_oks(oks, mined, cut, f"{ann.name}: {summary['mined']} of {summary['judged']} persons mined", plot_path)
+    if info.is_main:
+        write_coco(subset_in_layout(ext, ext.records.ann_ids[mined]), out)
+        save_json(summary, summary_path)
+        plot_oks(oks, mined, cut, f"{ann.name}: {summary['mined']} of {summary['judged']} persons mined", plot_path)
+    barrier(info)
     return {**summary, "summary": str(summary_path), "plot": str(plot_path)}
 
 

@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
 
 from okspose.config import Config
-from okspose.fileio import atomic_write
+from okspose.fileio import atomic_write, save_figure
 from okspose.models.blockqnn import output_nodes, parse_code
 from okspose.search.state import Candidate, SearchState
 
@@ -61,9 +61,7 @@ def plot_rewards(state: SearchState, schedule: list[float], path: Path) -> Path:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path)
 
 
 def _draw_block(ax: Axes, code: str) -> None:
