@@ -102,6 +102,26 @@ def test_onnx_cache_keys_exports_once_and_keeps_a_few(monkeypatch, tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == onnx_engine.CACHE_KEEP
 
 
+def test_a_small_job_takes_onnxruntime_once_its_graph_is_cached(monkeypatch, tmp_path):
+    """On a CPU without native bf16 (stubbed): a small first job runs the folded network; a large one exports
+    and caches the graph; then a small job of the same weights opens the cached graph."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("OKSPOSE_ONNX_CACHE", str(tmp_path))
+    monkeypatch.setattr(poser, "fast_bf16_cpu", lambda: False)
+    cfg = load_config(CONFIG, [*TINY, "test.engine=auto", "test.amp=auto", "test.fast=true", "test.compile=false"])
+    model = build_model(cfg).eval()
+
+    def choose(persons: int):
+        return poser.Poser.from_config(model, cfg, torch.device("cpu")).prepare(persons)
+
+    small = choose(4)
+    assert (small.engine, small.precision) == ("torch", "fp32") and "would not repay" in small.reason
+    assert choose(BIG).engine == "onnxruntime" and len(list(tmp_path.glob("*.onnx"))) == 1
+    again = choose(4)
+    assert again.engine == "onnxruntime" and "cached" in again.reason
+
+
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory) -> Path:
     cfg = load_config(CONFIG, TINY)

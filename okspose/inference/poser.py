@@ -223,14 +223,13 @@ class Poser:
         if self.choice is not None:
             return self.choice
         crops = persons * (2 if self.flip_index is not None else 1)
-        cpu = self.device.type == "cpu"
-        onnx = onnx_available()
-        # hashing the weights costs a fraction of a second (HG-8): only where auto may take a cached graph
-        auto_on_cpu = cpu and onnx and self.test.engine == "auto" and self.test.fast
-        cached = auto_on_cpu and cached_graph(self.graph_key) is not None
-        native_bf16 = fast_bf16_cpu() if cpu else torch.cuda.is_bf16_supported()
-        choice = choose_engine(self.device.type, native_bf16, onnx, cached, crops, self.test.engine, self.test.amp,
-                               self.test.fast)
+        native_bf16 = fast_bf16_cpu() if self.device.type == "cpu" else torch.cuda.is_bf16_supported()
+        t = self.test
+        choose = functools.partial(choose_engine, self.device.type, native_bf16, onnx_available(), crops=crops,
+                                   engine=t.engine, amp=t.amp, fast=t.fast)
+        choice = choose(cached=True)
+        if choice.engine == "onnxruntime" and t.engine == "auto":  # only then hash the weights (HG-8: ~0.3 s)
+            choice = choose(cached=cached_graph(self.graph_key) is not None)
         if choice.engine == "onnxruntime":
             self.net = OnnxRuntimeNet(fp32_graph(self.model, self.codec.input_size, self.graph_key))
         elif choice.engine == "onnxruntime-int8":
