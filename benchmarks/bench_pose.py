@@ -1,9 +1,10 @@
-"""Pose-stage speed: persons/s of HG-8 and HG-2 at 256x256 in fp32, the fast mode (fp32, bf16), compiled
-(fp32, bf16) and ONNX Runtime, with the first call's time (compilation cold / with inductor's cache warm,
+"""Pose-stage speed: persons/s of HG-8 and HG-2 at 256x256 with the default settings (the engine
+``test.engine=auto`` picks here for a large job, with a cold ONNX cache), in fp32, the fast mode (fp32, bf16),
+compiled (fp32, bf16) and ONNX Runtime, with the first call's time (compilation cold / with inductor's cache warm,
 or export + session) and peak memory, against mmpose's Hourglass (HG52 1-stack, and 8 stacks) measured in
 the same run, each row also as a share of this CPU's convolution peak in its precision (one large 3x3 conv: the
 practical ceiling for a convolution network); then end-to-end images/s (detector + HG-8 with flip test)
-on the real COCO samples for the path as it was before the speed work and the fast ones.
+on the real COCO samples for the path as it was before the speed work, the fast ones and the default settings.
 
     .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2]
                                               [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2] [--e2e-rows 0 3]
@@ -26,35 +27,57 @@ from typing import NamedTuple
 
 import torch
 
+from okspose.config import TestConfig
+
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers"
 SAMPLES = REPO.parent / "shared" / "data" / "samples" / "coco"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "unknown"
 
 
-def _peak_mib() -> float:
+def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-MODES = ("fp32", "fast", "fast+bf16", "compiled", "compiled+bf16", "onnxruntime")
+MODES = ("default", "fp32", "fast", "fast+bf16", "compiled", "compiled+bf16", "onnxruntime")
+DEFAULT_JOB = 1000  # persons the default row's engine is chosen for: a val split's worth, not a few pictures
+
+
+def default_engine(model: torch.nn.Module, batch: int) -> tuple:
+    """The pose network as `okspose test` runs it with no speed settings (TestConfig's defaults, no flip as
+    in every row here), chosen for a job of DEFAULT_JOB persons: (a forward over crops, the choice)."""
+    import dataclasses
+
+    from okspose.config import TestConfig
+    from okspose.data.codec import HeatmapCodec
+    from okspose.inference.poser import Poser
+    from okspose.inference.runtime import predict_heatmaps
+    from okspose.keypoints import COCO17
+
+    test = dataclasses.replace(TestConfig(), batch_size=batch, flip_test=False)
+    poser = Poser(model, HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, torch.device("cpu"))
+    choice = poser.prepare(DEFAULT_JOB)
+    return lambda x: predict_heatmaps(poser.net, x, None, poser.amp_dtype, poser.max_crops), choice
 
 
 def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, cache_dir: str = "") -> dict:
     """Best persons/s of one forward pass over a batch of 256x256 crops (no flip), the time of the first
     call (compilation for compiled modes, export + session for ONNX Runtime) and peak memory.
 
-    ``cache_dir``: inductor's cache for compiled modes (a fresh one measures a cold compile).
+    ``cache_dir``: inductor's cache for compiled modes and the default row's ONNX cache (a fresh one
+    measures a cold compile or export).
     """
     import os
 
     if cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+        os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx")
     from okspose.inference.compiled import compile_for_inference
     from okspose.inference.onnx_engine import OnnxRuntimeNet
     from okspose.inference.runtime import autocast, optimize_for_inference
@@ -65,8 +88,11 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
     model = StackedHourglass(stacks, 256, 17, 4).eval()
     x = torch.randn(batch, 3, 256, 256)
     dtype = torch.bfloat16 if mode.endswith("bf16") else None
+    choice = None
     start = time.perf_counter()
-    if mode == "onnxruntime":
+    if mode == "default":
+        net, choice = default_engine(model, batch)
+    elif mode == "onnxruntime":
         net = OnnxRuntimeNet.from_model(model, (256, 256))
     elif mode != "fp32":
         net = optimize_for_inference(model, torch.device("cpu"))
@@ -83,7 +109,9 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
             start = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - start)
-    return {"persons_per_s": batch / min(times), "first_s": first, "peak_mib": _peak_mib()}
+    return {"persons_per_s": batch / min(times), "first_s": first, "peak_mib": peak_mib(),
+            "engine": choice and ", ".join([choice.engine, *(["compiled"] if choice.compiled else []),
+                                            choice.precision])}
 
 
 class E2EPath(NamedTuple):
@@ -92,18 +120,25 @@ class E2EPath(NamedTuple):
     det_channels_last: bool
     pose_amp: str
     pose_fast: bool  # BN folded + channels_last
-    compiled: bool
+    compiled: bool | str
     max_crops: int  # crops per forward pass (test.cpu_max_crops; 0: the whole batch, as before)
+    engine: str = "torch"
+    batch: int = 8
 
 
 # The first two are the all-fp32 path (an fp32 contiguous Mask R-CNN; the pose network with test.fast=false and
-# amp=none, or in its fast fp32 mode; each batch of 8 persons and their mirror images in one forward pass).
+# amp=none, or in its fast fp32 mode; each batch of 8 persons and their mirror images in one forward pass). The
+# last is what a user gets with no speed settings: TestConfig's defaults for the detector and the pose network
+# (test.engine=auto, chosen for this job of a few pictures with a cold ONNX cache).
+_D = TestConfig()
 E2E_PATHS = {
     "all fp32: Mask R-CNN fp32 + HG fp32": E2EPath("maskrcnn", "none", False, "none", False, False, 0),
     "all fp32, fast: Mask R-CNN fp32 + HG fast fp32": E2EPath("maskrcnn", "none", False, "none", True, False, 0),
     "Mask R-CNN bf16 + HG fast bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, False, 8),
     "MobileNetV3 bf16 + HG fast bf16": E2EPath("mobilenet", "bf16", True, "bf16", True, False, 8),
     "Mask R-CNN bf16 + HG compiled bf16": E2EPath("maskrcnn", "bf16", True, "bf16", True, True, 8),
+    "default settings: Mask R-CNN + HG": E2EPath("maskrcnn", _D.det_amp, _D.fast, _D.amp, _D.fast, _D.compile,
+                                                 _D.cpu_max_crops, _D.engine, _D.batch_size),
 }
 
 
@@ -116,7 +151,7 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     import os
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-    from okspose.config import TestConfig
+    os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx-e2e")
     from okspose.data.codec import HeatmapCodec
     from okspose.inference.detections import load_detections
     from okspose.inference.detector import ARCHS, PersonDetector
@@ -134,11 +169,11 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     dets = load_detections(SAMPLES / "test_coco_det_AP_H_56.json", top_k=20, score_floor=0.3)
     records = records_from_detections(files, {i: dets[i] for i in files if i in dets}, 17)
     raw = ARCHS[how.detector][1](weights=None, weights_backbone=None, num_classes=91)
-    detector = PersonDetector(model=raw, top_k=20, amp_dtype=resolve_amp(how.det_amp, cpu))
-    if not how.det_channels_last:
-        detector.model.to(memory_format=torch.contiguous_format)
+    detector = PersonDetector(model=raw, top_k=20, amp_dtype=resolve_amp(how.det_amp, cpu),
+                              channels_last=how.det_channels_last)
     test = dataclasses.replace(TestConfig(), fast=how.pose_fast, flip_test=True, amp=how.pose_amp,
-                               compile=how.compiled, batch_size=8, cpu_max_crops=how.max_crops)
+                               compile=how.compiled, batch_size=how.batch, cpu_max_crops=how.max_crops,
+                               engine=how.engine)
     poser = Poser(StackedHourglass(stacks, 256, 17, 4), HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, cpu)
 
     def run() -> None:
@@ -157,8 +192,10 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
         run()
         times.append(time.perf_counter() - start)
     t = min(times)
+    c = poser.choice
     return {"images_per_s": len(files) / t, "persons_per_s": len(records) / t, "images": len(files),
-            "persons": len(records), "first_s": first, "peak_mib": _peak_mib()}
+            "persons": len(records), "first_s": first, "peak_mib": peak_mib(),
+            "pose": ", ".join([c.engine, *(["compiled"] if c.compiled else []), c.precision])}
 
 
 def conv_peak(dtype_name: str, threads: int) -> float:
@@ -177,7 +214,7 @@ def conv_peak(dtype_name: str, threads: int) -> float:
     return 2 * 8 * 512 * 512 * 9 * 32 * 32 / best / 1e9
 
 
-def _run(target, *args):
+def run_in_process(target, *args):
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(target, args)
 
@@ -228,13 +265,13 @@ def main() -> None:
     from okspose.inference.runtime import fast_bf16_cpu
 
     print(f"# pose stage, 256x256, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
-          f"CPU: {_cpu_model()}, native bf16: {fast_bf16_cpu()}, AMX: {torch.cpu._is_amx_tile_supported()}\n")
+          f"CPU: {cpu_model()}, native bf16: {fast_bf16_cpu()}, AMX: {torch.cpu._is_amx_tile_supported()}\n")
     if args.no_pose:
         args.stacks, args.no_peer = [], True
     from okspose.models.complexity import count_flops
     from okspose.models.hourglass import StackedHourglass
 
-    peak = {d: _run(conv_peak, d, args.threads) for d in ("fp32", "bf16")}
+    peak = {d: run_in_process(conv_peak, d, args.threads) for d in ("fp32", "bf16")}
     flops = {n: count_flops(StackedHourglass(n, 256, 17, 4)) for n in {*args.stacks, args.e2e_stacks}}
     print(f"convolution peak (3x3, 512 channels): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
           + ", ".join(f"HG-{n} {f / 1e9:.1f} GFLOPs/person: at most {peak['fp32'] * 1e9 / f:.2f} persons/s fp32, "
@@ -247,13 +284,15 @@ def main() -> None:
     cold = tempfile.mkdtemp(prefix="okspose-bench-inductor-")
     for stacks in args.stacks:
         for mode in args.modes:
-            r = _run(pose_speed, stacks, mode, args.batch, args.repeat, args.threads, cold)
-            first = r["first_s"] if mode.startswith(("compiled", "onnx")) else None
+            r = run_in_process(pose_speed, stacks, mode, args.batch, args.repeat, args.threads, cold)
+            first = r["first_s"] if mode.startswith(("compiled", "onnx", "default")) else None
             warm = None
-            if mode.startswith("compiled"):  # the same graph again: inductor's on-disk cache is warm
-                warm = _run(pose_speed, stacks, mode, args.batch, 1, args.threads, cold)["first_s"]
-            share = 100 * r["persons_per_s"] * flops[stacks] / 1e9 / peak["bf16" if "bf16" in mode else "fp32"]
-            rows.append((f"okspose HG-{stacks} {mode}", r["persons_per_s"], first, warm, r["peak_mib"], share))
+            if mode.startswith(("compiled", "default")):  # the same graph again: the on-disk caches are warm
+                warm = run_in_process(pose_speed, stacks, mode, args.batch, 1, args.threads, cold)["first_s"]
+            precision = "bf16" if "bf16" in (r["engine"] or mode) else "fp32"
+            share = 100 * r["persons_per_s"] * flops[stacks] / 1e9 / peak[precision]
+            name = f"okspose HG-{stacks} {mode}" + (f" settings ({r['engine']})" if r["engine"] else "")
+            rows.append((name, r["persons_per_s"], first, warm, r["peak_mib"], share))
             print(f"  done: HG-{stacks} {mode}: {r['persons_per_s']:.2f} persons/s", flush=True)
     ref8 = peers.get("mmpose Hourglass 8 stacks")
     if rows:
@@ -265,11 +304,12 @@ def main() -> None:
         bases = []
         rows_wanted = args.e2e_rows if args.e2e_rows is not None else range(len(E2E_PATHS))
         for path in [p for i, p in enumerate(E2E_PATHS) if i in rows_wanted]:
-            r = _run(end_to_end, args.e2e_stacks, path, args.threads, args.e2e_repeat, cold)
+            r = run_in_process(end_to_end, args.e2e_stacks, path, args.threads, args.e2e_repeat, cold)
             if path.startswith("all fp32"):
                 bases.append(r["images_per_s"])
             ratios = " | ".join(f"{r['images_per_s'] / b:.2f}x" for b in bases) + " |" * (2 - len(bases))
-            print(f"| {path} ({r['images']} images, {r['persons']} persons) | {r['images_per_s']:.3f} | "
+            print(f"| {path} ({r['images']} images, {r['persons']} persons; pose: {r['pose']}) | "
+                  f"{r['images_per_s']:.3f} | "
                   f"{r['persons_per_s']:.2f} | {ratios} | {r['first_s']:.0f} | {r['peak_mib']:.0f} |", flush=True)
 
 

@@ -45,9 +45,9 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool = False, whole_im
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", choices=["torch", "onnxruntime"],
-                   help="what runs the pose network: PyTorch (default) or ONNX Runtime on the exported graph "
-                        "(needs the onnx extra); the same as test.engine=...")
+    p.add_argument("--engine", choices=["auto", "torch", "onnxruntime", "onnxruntime-int8"],
+                   help="what runs the pose network: auto (default: the fastest that keeps the answer here), "
+                        "PyTorch, ONNX Runtime fp32 or INT8 (the onnx extra); the same as test.engine=...")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="ONNX file (default: the checkpoint's path with .onnx)")
     p.add_argument("--check-persons", type=int, default=16,
                    help="val persons whose crops compare ONNX Runtime with PyTorch (default 16)")
+    p.add_argument("--int8", action="store_true",
+                   help="write the INT8 graph (ONNX Runtime static quantization, first and last layers in fp32) "
+                        "that test.engine=onnxruntime-int8 runs")
+    p.add_argument("--calibration", type=int, metavar="N",
+                   help="--int8: calibrate on the crops of the first N val persons (default test.int8_calibration)")
     p.set_defaults(module="export")
     return parser
 

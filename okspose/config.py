@@ -113,12 +113,17 @@ class TestConfig:
     flip_test: bool = True
     decode: Literal["quarter", "parabola"] = "quarter"
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
-    amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # fp32 ("none") is the accuracy reference
-    fast: bool = False  # BatchNorm folded into the convs + channels_last (same fp32 maths, faster)
+    # What runs the network (okspose.inference.engines): auto picks the fastest engine that keeps the answer on
+    # this machine: the folded network in bf16 on CPUs with native bf16, ONNX Runtime fp32 on other CPUs (where
+    # installed and its export pays), the folded network under autocast on CUDA. torch | onnxruntime pin one;
+    # onnxruntime-int8 (never picked by auto) runs the INT8 graph, calibrated on test.int8_calibration persons.
+    engine: Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"] = "auto"
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where native; none: fp32, the reference
+    fast: bool = True  # BatchNorm folded into the convs + channels_last (same fp32 maths); false: as trained
     compile: Literal["auto", True, False] = "auto"  # fast mode only: torch.compile (inductor, frozen weights);
     # auto: for jobs large enough to repay the compile time (okspose.compiled.AUTO_MIN_PERSONS)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    engine: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the folded network exported to ONNX
+    int8_calibration: int = 64  # INT8: calibrated on the crops of this many val persons (export --calibration)
     det_min_size: int = 800  # detector input: shorter image side resized to this (COCO's usual 800)
     det_amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # detector autocast (boxes move slightly)
     det_top_k: int = 20  # person boxes kept per image (highest scores)
@@ -138,6 +143,11 @@ class TestConfig:
     # 0.53 x its box for files without one (a CrowdPose file, images with 'crowdIndex', always takes the box)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
     vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
+
+
+# test settings about the machine, not the network: a checkpoint's stored values are not carried to the
+# command that reads it (okspose.run_config), so a checkpoint runs with this machine's defaults
+MACHINE_TEST_SETTINGS = ("engine", "amp", "fast", "compile", "compile_mode", "cpu_max_crops")
 
 
 @dataclass

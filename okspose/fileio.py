@@ -65,6 +65,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def user_cache_dir(name: str, env: str) -> Path:
+    """A per-user cache folder: ``$<env>`` if set, else ``$XDG_CACHE_HOME/okspose/<name>`` (default
+    ``~/.cache/okspose/<name>``), which survives a reboot where /tmp does not."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "okspose" / name
+
+
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from okspose.checkpoints import Checkpoint
-from okspose.config import Config, build_schema, load_config
+from okspose.config import MACHINE_TEST_SETTINGS, Config, build_schema, load_config
 from okspose.errors import CheckpointError, ConfigError
 from okspose.models.build import model_geometry
 
@@ -20,6 +20,11 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"test.cpu_max_crops must be 0 (no cap) or more, got {cfg.test.cpu_max_crops}")
     if cfg.test.soft_oks_sigma <= 0:
         raise ConfigError(f"test.soft_oks_sigma must be above 0, got {cfg.test.soft_oks_sigma}")
+    if cfg.test.int8_calibration < 1:
+        raise ConfigError(f"test.int8_calibration must be at least 1 person, got {cfg.test.int8_calibration}")
+    if cfg.test.engine.startswith("onnxruntime") and cfg.test.amp in ("bf16", "fp16"):
+        raise ConfigError(f"test.engine={cfg.test.engine} runs without autocast: test.amp={cfg.test.amp} needs "
+                          "test.engine=torch or auto")
     m = cfg.model
     if m.num_stacks < 1 or m.depth < 1 or m.num_features < 2 or m.num_features % 2:
         raise ConfigError(f"model: need num_stacks >= 1, depth >= 1 and an even num_features, got "
@@ -35,11 +40,20 @@ def check_config(cfg: Config) -> None:
                           f"x 2**model.depth, depth {m.depth})")
 
 
+def _network_settings(stored: dict | None) -> dict | None:
+    """A checkpoint's stored config without the test settings about the machine it ran on
+    (:data:`~okspose.config.MACHINE_TEST_SETTINGS`): those take this machine's defaults."""
+    if not stored or not isinstance(stored.get("test"), dict):
+        return stored
+    test = {k: v for k, v in stored["test"].items() if k not in MACHINE_TEST_SETTINGS}
+    return {**stored, "test": test}
+
+
 def load_run_config(config: str | Path | None, overrides: list[str] | None = None,
                     checkpoint: Checkpoint | None = None) -> Config:
     """The config of a command: the checkpoint's own settings (when it carries them), updated by the
     config file and overrides, checked; a change that does not fit the checkpoint's weights is an error."""
-    trained = checkpoint.config if checkpoint is not None else None
+    trained = _network_settings(checkpoint.config) if checkpoint is not None else None
     if config is None and trained is None:
         if checkpoint is None:
             raise ConfigError("no config given")

@@ -18,3 +18,11 @@ def coco_mini() -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "okspose" / "configs"  # packaged; ./configs is a link to it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exported ONNX graphs go to a scratch cache for the session, not the user's ~/.cache/okspose/onnx."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OKSPOSE_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+        yield

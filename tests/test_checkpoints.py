@@ -138,14 +138,15 @@ def test_log_and_checkpoint_agree_after_a_crash_between_them(coco_mini, tmp_path
 def test_test_without_a_config(run_dir, coco_mini, tmp_path, capsys):
     out = tmp_path / "res.json"
     code = main(["test", "--checkpoint", str(run_dir / "model_best.pth"), "--boxes", "gt", f"data.root={coco_mini}",
-                 "--out", str(out), "--device", "cpu"])
+                 "--out", str(out), "--device", "cpu", "test.engine=torch", "test.amp=none"])
     assert code == 0 and out.is_file() and "AP" in capsys.readouterr().out
 
 
 def test_predict_without_a_config(run_dir, coco_mini, tmp_path):
     image = sorted((coco_mini / "val2017").glob("*.jpg"))[0]
     assert main(["predict", "--checkpoint", str(run_dir / "checkpoint.pth"), "--whole-image", "--out",
-                 str(tmp_path / "out"), "--no-vis", str(image), "--device", "cpu", "test.flip_test=true"]) == 0
+                 str(tmp_path / "out"), "--no-vis", str(image), "--device", "cpu", "test.flip_test=true",
+                 "test.engine=torch", "test.amp=none"]) == 0
     assert len(json.loads((tmp_path / "out" / "results.json").read_text())) == 1
 
 

@@ -264,7 +264,7 @@ def test_detect_and_pose_hands_the_detector_numpy_pictures(coco_mini) -> None:
             assert all(isinstance(im, np.ndarray) and im.dtype == np.uint8 for im in images)
             return [(np.array([[0.0, 0.0, im.shape[1], im.shape[0]]]), np.ones(1)) for im in images]
 
-    cfg = load_config("coco_mini_tiny", ["test.amp=none", "test.fast=false"])
+    cfg = load_config("coco_mini_tiny", ["test.engine=torch", "test.amp=none", "test.fast=false"])
     folder = coco_mini / "val2017"
     paths = {i: str(p) for i, p in enumerate(sorted(folder.glob("*.jpg"))[:2])}
     for workers in (0, 1):

@@ -24,3 +24,22 @@ def test_mobilenet_detector_with_small_input_and_bf16(tmp_path: Path) -> None:
         (boxes, scores), = det.detect([image])
         assert boxes.dtype == np.float64 and boxes.shape == (len(scores), 4) and len(scores) <= 5
         assert np.all(np.diff(scores) <= 0)
+
+
+def test_the_detector_follows_test_fast_and_keeps_det_amp_a_choice(tmp_path: Path, monkeypatch) -> None:
+    """channels_last with test.fast (the default), the layout torchvision builds with test.fast=false; no
+    autocast unless test.det_amp asks, even on a CPU with native bf16 (stubbed)."""
+    from okspose.config import load_config
+    from okspose.inference import runtime
+    from okspose.inference.boxes import BoxSource, make_detector
+
+    path = tmp_path / "mobilenet.pth"
+    torch.save(fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict(), path)
+    monkeypatch.setattr(runtime, "fast_bf16_cpu", lambda: True)
+    cpu, source = torch.device("cpu"), BoxSource("mobilenet", str(path))
+    for fast in (True, False):
+        for det_amp, dtype in (("none", None), ("auto", torch.bfloat16)):
+            det = make_detector(source, load_config(None, [f"test.fast={fast}", f"test.det_amp={det_amp}"]), cpu)
+            weight = det.model.backbone.body["0"][0].weight
+            assert weight.is_contiguous(memory_format=torch.channels_last) == fast
+            assert det.amp_dtype == dtype

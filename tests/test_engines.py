@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,31 @@ def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path
         got = net(x)
         assert got.shape == ref.shape
         assert (got - ref).abs().max() < 1e-3 * ref.abs().max()
+
+
+def test_export_int8_keeps_the_first_and_last_conv_in_float(checkpoint, coco_mini, tmp_path, capsys):
+    """`okspose export --int8 --calibration N`: a QDQ graph calibrated on N val persons, whose first conv
+    (the pixels) and heatmap conv stay fp32, and which test.engine=onnxruntime-int8 then finds in the cache."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from okspose.inference.quantize import float_nodes
+
+    out = tmp_path / "pose.int8.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--int8", "--calibration", "4",
+                 f"data.root={coco_mini}", "--check-persons", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "INT8, calibrated on 4 val persons" in printed and "within 1 crop pixel" in printed, printed
+    graph = onnx.load(str(out))
+    ops = {n.op_type for n in graph.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    produced_by = {o: n for n in graph.graph.node for o in n.output}
+    for name in float_nodes(graph):  # their inputs come straight from the graph input or a float op
+        node = next(n for n in graph.graph.node if n.name == name)
+        weight = produced_by.get(node.input[1])
+        assert weight is None or weight.op_type != "DequantizeLinear", name
+    cached = list(Path(os.environ["OKSPOSE_ONNX_CACHE"]).glob("*.onnx"))
+    assert any(p.read_bytes() == out.read_bytes() for p in cached)
 
 
 def test_predict_with_onnxruntime_matches_torch(checkpoint, tmp_path):

@@ -1,5 +1,6 @@
 """The smallest config really learns: it overfits 8 real coco-mini persons to AP >= 0.90 (GT boxes); and on
-that trained network the speed mode agrees with fp32 as a user measures it, in fp32 and in bf16."""
+that trained network every engine agrees with plain fp32 as a user measures it: the folded network in fp32
+and bf16 and ONNX Runtime (AP within 0.005, confident joints within 0.5 px), INT8 (AP within 0.01)."""
 
 from __future__ import annotations
 
@@ -51,14 +52,29 @@ def trained(coco_mini, tmp_path_factory) -> tuple[Path, list[str]]:
     return ann, overrides + ["--checkpoint", str(tmp / "run" / "checkpoint.pth"), "--boxes", "gt"]
 
 
-def _pose(trained: tuple[Path, list[str]], out: Path, fast: bool, amp: str) -> tuple[np.ndarray, float]:
+REFERENCE = ["test.engine=torch", "test.fast=false", "test.amp=none"]  # plain fp32: the accuracy reference
+ENGINES = {  # pinned, so each means the same on every CPU (bf16 is emulated where the CPU lacks it)
+    "fast-fp32": ["test.engine=torch", "test.fast=true", "test.amp=none", "test.compile=false"],
+    "fast-bf16": ["test.engine=torch", "test.fast=true", "test.amp=bf16", "test.compile=false"],
+    "onnxruntime": ["test.engine=onnxruntime", "test.amp=none"],
+}
+
+
+def _pose(trained: tuple[Path, list[str]], out: Path, settings: list[str]) -> tuple[np.ndarray, float]:
     """`okspose test` with GT boxes and flip test: keypoints [8, 17, 3] in record order (no OKS-NMS, so
     nothing is reordered), and the COCO AP."""
     ann, args = trained
-    assert main(["test", CONFIG, f"test.fast={fast}", f"test.amp={amp}", "test.flip_test=true",
-                 "test.oks_nms=false", *args, "--out", str(out)]) == 0
+    assert main(["test", CONFIG, *settings, "test.flip_test=true", "test.oks_nms=false", *args,
+                 "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     return np.array([r["keypoints"] for r in results]).reshape(len(results), -1, 3), evaluate_keypoints(ann, out)["AP"]
+
+
+def _moved(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """How far (image pixels) each confidently found joint (fp32 score >= 0.3) moved from the reference."""
+    confident = ref[..., 2] >= 0.3
+    assert confident.sum() >= 50, "the network should find most joints"
+    return np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
 
 
 def test_tiny_config_overfits_eight_real_persons(trained, tmp_path, capsys):
@@ -73,15 +89,31 @@ def test_tiny_config_overfits_eight_real_persons(trained, tmp_path, capsys):
     assert (tmp_path / "vis" / "overview.jpg").exists()
 
 
-@pytest.mark.parametrize("amp", ["none", "bf16"])
-def test_speed_mode_agrees_with_fp32(trained, tmp_path, amp):
-    """The speed mode (BatchNorm folded, channels_last; with amp=bf16 also bf16 autocast, emulated where the
-    CPU lacks it) against plain fp32: AP within 0.005, and >= 99% of the confidently found joints (fp32
-    score >= 0.3) within 0.5 px."""
-    ref, ref_ap = _pose(trained, tmp_path / "ref.json", fast=False, amp="none")
-    fast, fast_ap = _pose(trained, tmp_path / "fast.json", fast=True, amp=amp)
-    assert abs(fast_ap - ref_ap) <= 0.005, (ref_ap, fast_ap)
-    confident = ref[..., 2] >= 0.3
-    assert confident.sum() >= 50, "the network should find most joints"
-    dist = np.linalg.norm(fast[..., :2] - ref[..., :2], axis=-1)[confident]
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_engines_agree_with_fp32(trained, tmp_path, engine):
+    """Each engine test.engine=auto may pick (the folded network in fp32 or bf16, ONNX Runtime) against
+    plain fp32: AP within 0.005, and >= 99% of the confidently found joints within 0.5 px."""
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    ref, ref_ap = _pose(trained, tmp_path / "ref.json", REFERENCE)
+    got, ap = _pose(trained, tmp_path / "got.json", ENGINES[engine])
+    assert abs(ap - ref_ap) <= 0.005, (ref_ap, ap)
+    dist = _moved(ref, got)
     assert (dist <= 0.5).mean() >= 0.99, np.quantile(dist, [0.5, 0.99, 1.0])
+
+
+def test_int8_agrees_with_fp32(trained, tmp_path, capsys):
+    """ONNX Runtime INT8 (calibrated on the 8 val persons) against plain fp32: AP within 0.01; the share of
+    the confident joints within 1 px is reported (INT8 moves joints more than the fp32 engines do)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    ref, ref_ap = _pose(trained, tmp_path / "ref.json", REFERENCE)
+    got, ap = _pose(trained, tmp_path / "int8.json", ["test.engine=onnxruntime-int8", "test.amp=none",
+                                                      "test.int8_calibration=8"])
+    assert "pose engine: onnxruntime-int8, folded, int8" in capsys.readouterr().err
+    dist = _moved(ref, got)
+    with capsys.disabled():
+        print(f"\nINT8 vs fp32: AP {ap:.4f} vs {ref_ap:.4f}; {(dist <= 1).mean():.1%} of {dist.size} confident "
+              f"joints within 1 px (median {np.median(dist):.2f} px, max {dist.max():.2f} px)")
+    assert abs(ap - ref_ap) <= 0.01, (ref_ap, ap)

@@ -49,7 +49,8 @@ def smoke(tmp_path_factory) -> tuple[Path, str]:
     cwd = Path.cwd()
     os.chdir(root)  # a relative --out, as a user types it: the joint run's set paths must still resolve
     try:
-        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "--seeds", str(SEEDS), "train.amp=none"])
+        code, text = _run(["reproduce", "--out", "work", "--size", "smoke", "--seeds", str(SEEDS), "train.amp=none",
+                           "test.engine=torch", "test.amp=none"])
     finally:
         os.chdir(cwd)
     assert code == 0, text

@@ -91,7 +91,7 @@ def test_search_writes_reports_and_its_best_block_trains_and_tests(tmp_path, cap
     assert main(args) == 2  # the folder holds a search: asks for --resume
     assert "--resume" in capsys.readouterr().err
     overrides = [f"train.output_dir={tmp_path / 'best'}", "train.eval_every=0", "train.progress=false",
-                 "train.amp=none", "test.batch_size=8"]
+                 "train.amp=none", "test.batch_size=8", "test.engine=torch", "test.amp=none"]
     assert main(["train", str(out / "best_config.yaml"), *overrides]) == 0
     capsys.readouterr()
     results = tmp_path / "results.json"
@@ -110,7 +110,7 @@ def test_searched_network_and_hg2_baseline_train_and_test(config, coco_mini, tmp
                  "model.num_features=16", "model.depth=2", "train.epochs=1", "train.batch_size=8", "train.workers=0",
                  "train.amp=none", "train.eval_every=0", "train.progress=false", "data.max_train_persons=8",
                  "data.max_val_persons=8", f"train.output_dir={tmp_path}", "test.batch_size=8",
-                 "test.flip_test=false"]
+                 "test.flip_test=false", "test.engine=torch", "test.amp=none"]
     assert main(["train", str(CONFIGS / config), *overrides]) == 0
     assert main(["test", str(CONFIGS / config), *overrides, "--checkpoint", str(tmp_path / "checkpoint.pth"),
                  "--device", "cpu"]) == 0

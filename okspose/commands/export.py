@@ -1,8 +1,11 @@
-"""``okspose export``: the folded pose network of a checkpoint to ONNX, checked against PyTorch.
+"""``okspose export``: the folded pose network of a checkpoint to ONNX (fp32, or INT8 with ``--int8``),
+checked against PyTorch.
 
 The check runs both the PyTorch network (fp32, eval, BatchNorm not folded: the reference) and the
 exported graph in ONNX Runtime on real person crops: the first ``check_persons`` persons of the config's
-val split, or, where that split is not on this machine, random inputs (said so in the report).
+val split, or, where that split is not on this machine, random inputs (said so in the report). The graph
+also goes into the on-disk cache (:func:`okspose.inference.onnx_engine.onnx_cache_dir`), where
+``test.engine=onnxruntime`` (or ``auto``) and ``onnxruntime-int8`` find it instead of exporting again.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import torch
 
 from okspose.checkpoints import Checkpoint
 from okspose.config import Config
-from okspose.data.build import build_codec, build_records
-from okspose.data.crops import ImageCrops
-from okspose.inference.onnx_engine import OnnxRuntimeNet, export_onnx
-from okspose.inference.runtime import normalize_images
+from okspose.data.build import build_codec
+from okspose.fileio import atomic_write
+from okspose.inference.onnx_engine import OnnxRuntimeNet, fp32_graph, graph_key
+from okspose.inference.quantize import Calibration, int8_graph, val_crops
 from okspose.models.build import checkpoint_model
 from okspose.run_config import command_config
+
+CONFIDENT = 0.3  # a joint whose fp32 heatmap maximum reaches this counts as found
 
 
 @dataclass(frozen=True)
@@ -31,41 +36,48 @@ class ExportReport:
     inputs: str  # what the check ran on
     max_abs_diff: float  # largest |heatmap difference| between ONNX Runtime and PyTorch fp32
     max_heatmap: float  # largest heatmap value, for scale
+    within_1px: float  # share of the confident fp32 joints that the graph puts within 1 crop pixel
 
 
 def check_crops(cfg: Config, persons: int) -> tuple[torch.Tensor, str]:
     """Normalised crops of the first ``persons`` val persons, or random inputs where the val split is not
     readable here; and a description of which."""
+    crops = val_crops(cfg, persons)
+    if crops is not None:
+        return crops, f"{len(crops)} val persons' crops"
     w, h = cfg.data.input_size
-    if cfg.data_path("val_ann").is_file():
-        records = build_records(cfg, "val")
-        records = records.subset(np.arange(min(persons, len(records))))
-        dataset = ImageCrops(records, (w, h), cfg.data.padding, on_error="skip")
-        crops = [item["image"] for item in (dataset[i] for i in range(len(dataset))) if "image" in item]
-        if crops:
-            images = torch.cat(crops)
-            return normalize_images(images, torch.device("cpu")), f"{len(images)} val persons' crops"
     generator = torch.Generator().manual_seed(0)
     return torch.randn(persons, 3, h, w, generator=generator), f"{persons} random inputs (no val data here)"
 
 
-def run_export(cfg: Config, checkpoint: Checkpoint, out: str | Path, check_persons: int = 16) -> ExportReport:
+def run_export(cfg: Config, checkpoint: Checkpoint, out: str | Path, check_persons: int = 16,
+               int8: bool = False) -> ExportReport:
     model = checkpoint_model(cfg, checkpoint).eval()
     codec = build_codec(cfg)
-    data = export_onnx(model, codec.input_size, out)
+    size = codec.input_size
+    graph = int8_graph(model, size, Calibration(cfg, cfg.test.int8_calibration)) if int8 else \
+        fp32_graph(model, size, graph_key(model, size))
+    data = graph if isinstance(graph, bytes) else graph.read_bytes()
+    atomic_write(out, lambda f: f.write(data))
     crops, inputs = check_crops(cfg, check_persons)
     with torch.inference_mode():
         ref = model(crops)[-1].float()
     got = OnnxRuntimeNet(data)(crops)
+    (ref_xy, ref_score), (got_xy, _) = codec.decode(ref, cfg.test.decode), codec.decode(got, cfg.test.decode)
+    moved = np.linalg.norm(got_xy - ref_xy, axis=-1)[ref_score >= CONFIDENT]
+    within = float((moved <= 1.0).mean()) if moved.size else float("nan")
     return ExportReport(Path(out), len(data) / 2**20, inputs, float((got - ref).abs().max()),
-                        float(ref.abs().max()))
+                        float(ref.abs().max()), within)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, checkpoint = command_config(args.config, args.overrides, args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".onnx")
-    r = run_export(cfg, checkpoint, out, args.check_persons)
-    print(f"wrote {r.out} ({r.megabytes:.1f} MiB, dynamic batch)")
+    extra = [f"test.int8_calibration={args.calibration}"] if args.calibration is not None else []
+    cfg, checkpoint = command_config(args.config, [*args.overrides, *extra], args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".int8.onnx" if args.int8 else ".onnx")
+    r = run_export(cfg, checkpoint, out, args.check_persons, args.int8)
+    what = f"INT8, calibrated on {cfg.test.int8_calibration} val persons" if args.int8 else "fp32"
+    print(f"wrote {r.out} ({r.megabytes:.1f} MiB, {what}, dynamic batch)")
     print(f"ONNX Runtime vs PyTorch fp32 on {r.inputs}: max |heatmap difference| {r.max_abs_diff:.2e} "
-          f"(largest heatmap value {r.max_heatmap:.3f})")
+          f"(largest heatmap value {r.max_heatmap:.3f}); {100 * r.within_1px:.1f}% of the confident joints "
+          f"within 1 crop pixel")
     return 0

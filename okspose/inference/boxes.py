@@ -63,14 +63,18 @@ class BoxSource:
 
 
 def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> PersonDetector:
+    """The detector ``source`` names, with the pose network's speed rule where it keeps the boxes: channels_last
+    with ``test.fast`` (the default); bf16 only where ``test.det_amp`` asks (``auto``: on CPUs with native bf16),
+    as it moves boxes by fractions of a pixel."""
+    t = cfg.test
     if source.kind == "synthetic":
         if not source.path:
             raise OksposeError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
-        return load_synthetic_detector(source.path, top_k=cfg.test.det_top_k,
-                                       score_floor=cfg.test.det_score_floor).to(device)
-    t = cfg.test
+        return load_synthetic_detector(source.path, top_k=t.det_top_k, score_floor=t.det_score_floor,
+                                       channels_last=t.fast).to(device)
     return PersonDetector(source.path, top_k=t.det_top_k, score_floor=t.det_score_floor, arch=source.kind,
-                          min_size=t.det_min_size, amp_dtype=resolve_amp(t.det_amp, device)).to(device)
+                          min_size=t.det_min_size, amp_dtype=resolve_amp(t.det_amp, device),
+                          channels_last=t.fast).to(device)
 
 
 def file_detections(path: str | Path, cfg: Config, image_ids: set[int], report: SkipReport,

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from okspose.fileio import user_cache_dir
 from okspose.models.hourglass import final_heatmaps
 
 CompileSetting = Literal["auto", True, False]
@@ -48,10 +49,7 @@ def inductor_cache_dir() -> Path:
     """Where inductor keeps compiled graphs: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else a per-user cache
     folder (``$XDG_CACHE_HOME/okspose/inductor``, default ``~/.cache/okspose/inductor``) instead of
     inductor's default under /tmp, which is lost at reboot."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "okspose" / "inductor"
+    return user_cache_dir("inductor", "TORCHINDUCTOR_CACHE_DIR")
 
 
 def can_compile(device: torch.device) -> bool:

@@ -114,7 +114,8 @@ class PersonDetector(nn.Module):
     instead; it must output ``{"boxes" xyxy, "labels", "scores"}`` per image with persons as ``person_label``.
 
     Speed without other boxes: the mask branch is dropped (only boxes are used), convolutions run in
-    channels_last, and pictures go through in batches of ``batch_size``. ``min_size`` is the shorter side
+    channels_last unless ``channels_last`` is False (``test.fast=false``: the detector as torchvision builds
+    it), and pictures go through in batches of ``batch_size``. ``min_size`` is the shorter side
     pictures are resized to (COCO's usual 800; the longer side is capped at 1333 / 800 of it): smaller is
     faster and finds fewer small people. ``amp_dtype`` runs the network under autocast (bf16 on CPUs with
     native bf16): faster, and boxes move by fractions of a pixel, so it is a choice (``test.det_amp``).
@@ -133,6 +134,7 @@ class PersonDetector(nn.Module):
         arch: str = "maskrcnn",
         min_size: int = COCO_MIN_SIZE,
         amp_dtype: torch.dtype | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if top_k < 1 or batch_size < 1:
@@ -163,7 +165,7 @@ class PersonDetector(nn.Module):
             model.roi_heads.mask_roi_pool = model.roi_heads.mask_head = model.roi_heads.mask_predictor = None
         else:
             _set_postprocess(model, max(score_floor, MIN_CANDIDATE_SCORE), per_image)
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = model.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

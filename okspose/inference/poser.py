@@ -13,6 +13,10 @@ maximum of the (flip-averaged) heatmap, near 1 for a confident joint.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
@@ -27,16 +31,21 @@ from okspose.data.codec import HeatmapCodec
 from okspose.data.crops import ImageCrops, crop_persons, person_centers_scales
 from okspose.data.records import OnError, PersonRecords
 from okspose.data.transforms import crop_to_image
+from okspose.errors import OksposeError
 from okspose.inference.compiled import compile_for_inference, compile_key, should_compile
+from okspose.inference.engines import EngineChoice, choose_engine
 from okspose.inference.instances import PosedInstances
 from okspose.inference.nms import crop_areas
-from okspose.inference.onnx_engine import OnnxRuntimeNet
-from okspose.inference.runtime import normalize_images, optimize_for_inference, predict_heatmaps, resolve_amp
+from okspose.inference.onnx_engine import OnnxRuntimeNet, cached_graph, fp32_graph, graph_key, onnx_available
+from okspose.inference.quantize import Calibration, int8_graph
+from okspose.inference.runtime import fast_bf16_cpu, normalize_images, optimize_for_inference, predict_heatmaps
 from okspose.keypoints import KeypointSchema
 from okspose.models.build import checkpoint_model
 from okspose.progress import progress as progress_bar
 
 _CROP_KEYS = ("image", "center", "scale", "index")
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_announced: set[str] = set()  # engine lines printed by this process: each once per run
 
 
 class Poser:
@@ -51,22 +60,26 @@ class Poser:
             posing and restored afterwards; BatchNorm is folded into a copy when ``test.fast``.
         codec: the heatmap geometry the network was trained with.
         schema: the keypoint schema (K joints, left/right flip pairs).
-        test: inference settings (batch size, flip test, decoder, AMP, fast/compile/engine).
+        test: inference settings (batch size, flip test, decoder, AMP, fast/compile/engine); the engine is
+            chosen by :func:`~okspose.inference.engines.choose_engine` on the first job (:attr:`choice`).
         device: where the network runs; ``model`` must already be there unless ``test.fast`` (which moves
             its copy).
         padding: factor by which each aspect-fixed box is grown into its crop region.
         workers: DataLoader workers that read and crop pictures (0: in this process).
         on_error: what an unreadable picture does: stop with its :class:`DataError` ("raise"), or be
             listed in :attr:`PosedInstances.skipped` ("skip").
+        calibration: the crops INT8 is calibrated on (``test.engine=onnxruntime-int8`` only).
     """
 
     def __init__(self, model: nn.Module, codec: HeatmapCodec, schema: KeypointSchema, test: TestConfig,
-                 device: torch.device, padding: float = 1.25, workers: int = 0, on_error: OnError = "raise") -> None:
+                 device: torch.device, padding: float = 1.25, workers: int = 0, on_error: OnError = "raise",
+                 calibration: Calibration | None = None) -> None:
         self.model = optimize_for_inference(model, device) if test.fast else model
         self.net: nn.Module | OnnxRuntimeNet | None = None  # what runs the crops; chosen by the first job
+        self.choice: EngineChoice | None = None  # which engine that is, and why
         self.codec, self.schema, self.test, self.device = codec, schema, test, device
-        self.padding, self.workers, self.on_error = padding, workers, on_error
-        self.amp_dtype = resolve_amp(test.amp, device)
+        self.padding, self.workers, self.on_error, self.calibration = padding, workers, on_error, calibration
+        self.amp_dtype: torch.dtype | None = None  # autocast of the torch engine, set with the engine
         self.flip_index = schema.flip_index() if test.flip_test else None
         self.max_crops = test.cpu_max_crops if device.type == "cpu" else 0
         self.channels_last = next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last)
@@ -87,7 +100,7 @@ class Poser:
             Poser: the configured poser.
         """
         return cls(model, build_codec(cfg), build_schema(cfg), cfg.test, device, cfg.data.padding,
-                   cfg.train.workers, on_error or cfg.data.on_error)
+                   cfg.train.workers, on_error or cfg.data.on_error, Calibration(cfg, cfg.test.int8_calibration))
 
     @classmethod
     def from_checkpoint(cls, cfg: Config, checkpoint: Checkpoint, device: torch.device,
@@ -167,7 +180,7 @@ class Poser:
         skipped: list[str] = []
         was_training = self.model.training
         self.model.eval()
-        self._prepare(n)
+        self.prepare(n)
         try:
             for batch in _batches(items, self.test.batch_size, skipped):
                 idx = batch["index"].numpy()
@@ -190,7 +203,7 @@ class Poser:
             np.ndarray: float64 [B, K, 3], (x, y) in image pixels and the heatmap maximum as joint score.
         """
         images = normalize_images(crops, self.device, self.channels_last)
-        self._prepare(len(crops))
+        self.prepare(len(crops))
         heatmaps = predict_heatmaps(self.net, images, self.flip_index, self.amp_dtype, self.max_crops)
         xy, maxvals = self.codec.decode(heatmaps, self.test.decode)
         out = np.empty((len(crops), self.schema.num_joints, 3))
@@ -198,23 +211,49 @@ class Poser:
         out[..., 2] = maxvals
         return out
 
-    def _prepare(self, persons: int) -> None:
-        """Choose, once per run, what runs the crops: ONNX Runtime (``test.engine``), the fast network
-        compiled by inductor (``test.compile``, judged by this first job's ``persons``), or the network."""
-        if self.net is not None:
-            return
-        if self.test.engine == "onnxruntime":
-            self.net = OnnxRuntimeNet.from_model(self.model, self.codec.input_size)
-        elif self.test.fast:
-            per_call = self.test.batch_size * (2 if self.flip_index is not None else 1)
-            per_call = min(per_call, self.max_crops) if self.max_crops > 0 else per_call
-            key = compile_key(self.model, per_call, self.codec.input_size, self.amp_dtype, self.test.compile_mode,
-                              self.device)
-            compiled = should_compile(self.test.compile, persons, self.device, key, self.amp_dtype)
-            self.net = compile_for_inference(self.model, per_call, self.test.compile_mode, key) if compiled \
-                else self.model
+    @functools.cached_property
+    def graph_key(self) -> str:
+        """The key of this network's fp32 ONNX graph in the on-disk cache."""
+        return graph_key(self.model, self.codec.input_size)
+
+    def prepare(self, persons: int) -> EngineChoice:
+        """Choose, once per run, what runs the crops (:func:`~okspose.inference.engines.choose_engine`, judged
+        by the first job's ``persons``), build it and print the choice. Posing calls it; call it first to
+        choose for a job of known size (a benchmark's)."""
+        if self.choice is not None:
+            return self.choice
+        crops = persons * (2 if self.flip_index is not None else 1)
+        native_bf16 = fast_bf16_cpu() if self.device.type == "cpu" else torch.cuda.is_bf16_supported()
+        t = self.test
+        choose = functools.partial(choose_engine, self.device.type, native_bf16, onnx_available(), crops=crops,
+                                   engine=t.engine, amp=t.amp, fast=t.fast)
+        choice = choose(cached=True)
+        if choice.engine == "onnxruntime" and t.engine == "auto":  # only then hash the weights (HG-8: ~0.3 s)
+            choice = choose(cached=cached_graph(self.graph_key) is not None)
+        if choice.engine == "onnxruntime":
+            self.net = OnnxRuntimeNet(fp32_graph(self.model, self.codec.input_size, self.graph_key))
+        elif choice.engine == "onnxruntime-int8":
+            if self.calibration is None:
+                raise OksposeError("test.engine=onnxruntime-int8 needs calibration crops: build the Poser from a "
+                                   "config (Poser.from_config) or pass calibration=")
+            self.net = OnnxRuntimeNet(int8_graph(self.model, self.codec.input_size, self.calibration))
         else:
-            self.net = self.model
+            self.amp_dtype = _PRECISIONS[choice.precision]
+            self.net = self._torch_net(persons) if choice.folded else self.model
+            choice = dataclasses.replace(choice, compiled=self.net is not self.model)
+        self.choice = choice
+        _announce(choice.line())
+        return choice
+
+    def _torch_net(self, persons: int) -> nn.Module:
+        """The folded network, compiled by inductor where ``test.compile`` says so for a job of ``persons``."""
+        per_call = self.test.batch_size * (2 if self.flip_index is not None else 1)
+        per_call = min(per_call, self.max_crops) if self.max_crops > 0 else per_call
+        key = compile_key(self.model, per_call, self.codec.input_size, self.amp_dtype, self.test.compile_mode,
+                          self.device)
+        if not should_compile(self.test.compile, persons, self.device, key, self.amp_dtype):
+            return self.model
+        return compile_for_inference(self.model, per_call, self.test.compile_mode, key)
 
     def _posed(self, records: PersonRecords, keypoints: np.ndarray, done: np.ndarray,
                skipped: list[str]) -> PosedInstances:
@@ -222,6 +261,13 @@ class Poser:
         w, h = self.codec.input_size
         areas = crop_areas(records.boxes[keep], w / h, self.padding)
         return PosedInstances(records.subset(keep), keypoints[keep], areas, skipped)
+
+
+def _announce(line: str) -> None:
+    """Print ``line`` on stderr once per process, and only on the first rank under torchrun."""
+    if line not in _announced and int(os.environ.get("RANK", "0")) == 0:
+        _announced.add(line)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _batches(items: Iterable[dict], batch_size: int, skipped: list[str]) -> Iterator[dict[str, torch.Tensor]]:

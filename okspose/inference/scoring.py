@@ -102,16 +102,17 @@ def summary_path(results: Path) -> Path:
 def run_test(poser: Poser, cfg: Config, source: BoxSource, out: Path, info: DistInfo, progress: bool = True,
              vis_dir: str | Path | None = None) -> Evaluation | None:
     """Run on every rank: pose and score the val split with ``source``'s boxes. Rank 0 writes ``out``
-    (COCO results), its summary (stats, image count, skipped images) and, with ``vis_dir``, pictures of
-    the first images, and returns the evaluation; other ranks return None."""
+    (COCO results), its summary (stats, image count, skipped images, the engine that posed) and, with
+    ``vis_dir``, pictures of the first images, and returns the evaluation; other ranks return None."""
     done = pose_and_score(poser, cfg, source, info, progress)
     if done is None:
         return None
     posed, scored = done
     save_json(scored.results, out)
     evaluation = scored.evaluation
+    engine = poser.choice.as_dict() if poser.choice is not None else None  # None: nothing was posed
     save_json({"results": str(out), "boxes": source.describe(), **evaluation.as_dict(),
-               "skipped": evaluation.skipped}, summary_path(out))
+               "skipped": evaluation.skipped, "engine": engine}, summary_path(out))
     if vis_dir is not None:
         draw_pictures(posed.records.subset(scored.index), posed.keypoints[scored.index], scored.scores,
                       poser.schema, Path(vis_dir), cfg.test.vis_kpt_thr, cfg.test.vis_instance_thr)

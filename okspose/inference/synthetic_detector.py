@@ -206,8 +206,8 @@ def train_synthetic_detector(
     return out_path
 
 
-def load_synthetic_detector(path: str | Path, top_k: int = DEFAULT_TOP_K,
-                            score_floor: float = DEFAULT_SCORE_FLOOR) -> PersonDetector:
+def load_synthetic_detector(path: str | Path, top_k: int = DEFAULT_TOP_K, score_floor: float = DEFAULT_SCORE_FLOOR,
+                            channels_last: bool = True) -> PersonDetector:
     """The detector saved by :func:`train_synthetic_detector`, wrapped for :meth:`PersonDetector.detect`."""
     path = Path(path)
     try:
@@ -224,4 +224,4 @@ def load_synthetic_detector(path: str | Path, top_k: int = DEFAULT_TOP_K,
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise DetectorWeightsError(f"{path}: weights do not fit the synthetic detector ({str(err)[:300]})") from None
-    return PersonDetector(model=model, top_k=top_k, score_floor=score_floor)
+    return PersonDetector(model=model, top_k=top_k, score_floor=score_floor, channels_last=channels_last)

@@ -62,8 +62,10 @@ def proxy_records(cfg: Config, split: str) -> PersonRecords:
 
 
 def proxy_accuracy(model: torch.nn.Module, cfg: Config, records: PersonRecords, device: torch.device) -> float:
-    """PCK of ``model`` on ``records`` with their ground-truth boxes (see the module docstring)."""
-    poser = Poser(model, build_codec(cfg), build_schema(cfg), cfg.test, device, cfg.data.padding)
+    """PCK of ``model`` on ``records`` with their ground-truth boxes (see the module docstring), always of
+    the fp32 network as trained: a reward must not depend on which worker's CPU computed it."""
+    test = dataclasses.replace(cfg.test, engine="torch", amp="none", fast=False)
+    poser = Poser(model, build_codec(cfg), build_schema(cfg), test, device, cfg.data.padding)
     kps, done, _ = poser.keypoints_of(records)
     gt = records.keypoints[done]
     norm = head_sizes(gt) if cfg.search.proxy_data == "mpii" else 0.1 * records.boxes[done, 2:].max(axis=1)
