@@ -18,7 +18,6 @@ continues the one it was in, a training from its last checkpoint. Under ``torchr
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from okspose.inference.boxes import BoxSource
 from okspose.recipe.reproduce import joint_config
 from okspose.recipe.stages import (
     Stage,
+    StageClock,
     file_identity,
     mining_stage,
     run_mining,
@@ -99,15 +99,8 @@ def run_real(out: str | Path, data: RealData, config: str | Path = REAL_CONFIG, 
 
 def _run_real(out: Path, data: RealData, config: str | Path, overrides: list[str], mine_oks_thr: float,
               info: DistInfo) -> dict | None:
-    times: dict[str, float] = {}
-    start = clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        times[stage] = round(time.perf_counter() - clock, 1)
-        clock = time.perf_counter()
-        if info.is_main:
-            say(f"{stage}: {times[stage]:.0f} s")
+    clock = StageClock(say if info.is_main else lambda _: None)
+    lap = clock.lap
 
     cfgs = {"naive": real_config(config, data, overrides, out, "naive", ["data.selection=false"]),
             "selection": real_config(config, data, overrides, out, "selection", ["data.selection=true"])}
@@ -138,7 +131,7 @@ def _run_real(out: Path, data: RealData, config: str | Path, overrides: list[str
 
     run_stage(tables, make_tables, info)
     lap("tables")
-    times["total"] = round(time.perf_counter() - start, 1)
+    times = clock.finish()
     if not info.is_main:
         return None
     text = (f"okspose reproduce --data real: Team OKS's stages with {config} on {data.coco_root}, AI Challenger "

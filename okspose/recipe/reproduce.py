@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from okspose.intervals import mean_sd, paired_interval
 from okspose.keypoints import COCO17
 from okspose.recipe.demo import DEMO_CONFIG
 from okspose.recipe.mine import side_paths
-from okspose.recipe.stages import MINED, mining_stage, run_mining, run_training, training_stage
+from okspose.recipe.stages import MINED, StageClock, mining_stage, run_mining, run_training, training_stage
 
 CORRUPT_FRACTION = 0.25  # of the COCO-like train persons given wrong keypoints
 EXTERNAL_RATIOS = (0.33, 1.0)  # mined persons per COCO-like person kept by selection; one joint model each
@@ -306,14 +305,8 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
     sz, out, overrides = SIZES[size], (Path(out) / size).resolve(), list(overrides or [])  # joined to set roots
     seeds = seeds or sz.seeds
     ratios = tuple(ratios)
-    times: dict[str, float] = {}
-    start = clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        times[stage] = round(time.perf_counter() - clock, 1)
-        clock = time.perf_counter()
-        print(f"[reproduce] {stage}: {times[stage]:.0f} s", flush=True)
+    clock = StageClock(lambda line: print(f"[reproduce] {line}", flush=True))
+    lap = clock.lap
 
     if make_data(out / "data", sz) and (out / "runs").exists():
         shutil.rmtree(out / "runs")  # models of other data
@@ -333,7 +326,7 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
         cfgs, ckpts = train_seed(out, sz, overrides, seed, ratios, fractions, info, lap)
         runs.append(evaluate_seed(steps, cfgs, ckpts, detector, info))
         lap(f"seed{seed} evaluate")
-    times["total"] = round(time.perf_counter() - start, 1)
+    times = clock.finish()
     rows = summarize(steps, runs)
     table = format_table(rows, seeds)
     mined = [{"ratio": r, "fraction": fractions[r], "persons": read_json(side_paths(

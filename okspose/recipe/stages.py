@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,3 +127,22 @@ def run_mining(stage: Stage, checkpoint: Path, info: DistInfo, log: Callable[[st
 
     run_stage(stage, work, info, log)
     return mined
+
+
+class StageClock:
+    """Seconds each stage of a recipe took (``times``; ``total`` added by :meth:`finish`), each printed
+    through ``say`` as the stage ends."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.times = say, {}
+        self.start = self.clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.times[stage] = round(now - self.clock, 1)
+        self.clock = now
+        self.say(f"{stage}: {self.times[stage]:.0f} s")
+
+    def finish(self) -> dict[str, float]:
+        self.times["total"] = round(time.perf_counter() - self.start, 1)
+        return self.times
