@@ -145,6 +145,9 @@ class TestConfig:
     vis_kpt_thr: float = 0.3  # pictures: draw joints scoring at least this (mmpose's default)
 
 
+# Settings that no longer exist. A checkpoint's stored config may still hold them; they are dropped when it
+# is read, so a checkpoint trained before a setting was retired keeps working.
+RETIRED_SETTINGS = (("search", "failed_reward"),)  # a failed search candidate no longer gets a reward
 # test settings about the machine, not the network: a checkpoint's stored values are not carried to the
 # command that reads it (okspose.run_config), so a checkpoint runs with this machine's defaults
 MACHINE_TEST_SETTINGS = ("engine", "amp", "fast", "compile", "compile_mode", "cpu_max_crops")

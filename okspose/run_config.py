@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from okspose.checkpoints import Checkpoint
-from okspose.config import MACHINE_TEST_SETTINGS, Config, build_schema, load_config
+from okspose.config import MACHINE_TEST_SETTINGS, RETIRED_SETTINGS, Config, build_schema, load_config
 from okspose.errors import CheckpointError, ConfigError
 from okspose.models.build import model_geometry
 
@@ -42,11 +42,13 @@ def check_config(cfg: Config) -> None:
 
 def _network_settings(stored: dict | None) -> dict | None:
     """A checkpoint's stored config without the test settings about the machine it ran on
-    (:data:`~okspose.config.MACHINE_TEST_SETTINGS`): those take this machine's defaults."""
-    if not stored or not isinstance(stored.get("test"), dict):
+    (:data:`~okspose.config.MACHINE_TEST_SETTINGS`: those take this machine's defaults) and without settings
+    retired since it was written (:data:`~okspose.config.RETIRED_SETTINGS`)."""
+    if not stored:
         return stored
-    test = {k: v for k, v in stored["test"].items() if k not in MACHINE_TEST_SETTINGS}
-    return {**stored, "test": test}
+    drop = {("test", k) for k in MACHINE_TEST_SETTINGS} | set(RETIRED_SETTINGS)
+    return {section: {k: v for k, v in values.items() if (section, k) not in drop} if isinstance(values, dict)
+            else values for section, values in stored.items()}
 
 
 def load_run_config(config: str | Path | None, overrides: list[str] | None = None,

@@ -288,3 +288,14 @@ def test_init_weights_starts_a_fresh_run_from_a_checkpoints_model(run_dir, coco_
                                "model.num_features=32", f"train.init_weights={run_dir / 'model_best.pth'}"])
     with pytest.raises(CheckpointError, match="weights do not fit the model"):
         train(bad, device="cpu")
+
+
+def test_a_checkpoint_holding_a_retired_setting_still_loads(run_dir, tmp_path):
+    """A checkpoint written before search.failed_reward was retired stores it in its config; the command
+    reading it drops the setting instead of refusing the checkpoint."""
+    state = read_checkpoint(run_dir / "checkpoint.pth")
+    state["config"]["search"]["failed_reward"] = 0.0
+    old = tmp_path / "old.pth"
+    torch.save(state, old)
+    cfg = load_run_config(None, [], Checkpoint.read(old))
+    assert cfg.model.num_features == 16 and not hasattr(cfg.search, "failed_reward")
