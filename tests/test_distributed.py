@@ -95,12 +95,13 @@ def test_mining_under_torchrun_shards_the_pictures_and_mines_what_one_process_mi
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, tmp_path / "model.pth")
     ann = AIC_SAMPLES / "keypoint_annotations_aic_format.json"
-    run_mine_hard(tmp_path / "model.pth", ann, tmp_path / "one" / "mined.json", fraction=0.5, images=AIC_SAMPLES)
+    run_mine_hard(tmp_path / "model.pth", ann, tmp_path / "one" / "mined.json", fraction=0.5, images=AIC_SAMPLES,
+                  overrides=["test.engine=torch", "test.amp=none"])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
                            "okspose.cli", "mine-hard", "--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu",
                            "--data", str(ann), "--images", str(AIC_SAMPLES), "--fraction", "0.5", "--out",
-                           str(tmp_path / "two" / "mined.json")],
+                           str(tmp_path / "two" / "mined.json"), "test.engine=torch", "test.amp=none"],
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("mined 5 (lowest 50%") == 1  # printed once, by the first process

@@ -192,7 +192,7 @@ def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
     val = out / "data" / "annotations" / "person_keypoints_val.json"
     code, text = _run(["mine-hard", "--checkpoint", str(out / "runs" / "seed0" / "naive" / "model_best.pth"), "--data",
                        str(val), "--images", str(out / "data" / "val"), "--out", str(tmp_path / "hard.json.gz"),
-                       "--oks-thr", "0.3"])
+                       "--oks-thr", "0.3", "test.engine=torch", "test.amp=none"])
     assert code == 0, text
     summary = json.loads((tmp_path / "hard_summary.json").read_text())
     assert summary["layout"] == "coco" and len(summary["shared_joints"]) == 17
@@ -220,7 +220,8 @@ def test_joint_training_logs_samples_per_data_set(smoke, tmp_path) -> None:
             "ann: keypoint_annotations.json, images: images, weight: 1}]")
     code, text = _run(["train", "demo_synthetic", sets, f"train.output_dir={tmp_path / 'run'}", "train.epochs=1",
                        "data.input_size=[64,64]", "data.heatmap_size=[16,16]", "model.num_features=16",
-                       "train.amp=none", "train.progress=false", "train.batch_size=16"])
+                       "train.amp=none", "train.progress=false", "train.batch_size=16", "test.engine=torch",
+                       "test.amp=none"])
     assert code == 0, text
     row = next(csv.DictReader((tmp_path / "run" / "log.csv").open()))
     counts = {k: int(v) for k, v in (item.split(":") for item in row["per_dataset"].split())}
@@ -240,7 +241,7 @@ def test_ablation_data_rows(smoke, tmp_path) -> None:
     runs = out / "runs" / "seed0"
     code, text = _run(["ablation", "--checkpoint", str(runs / "selection" / "model_best.pth"), "--detections",
                        str(tmp_path / "dets.json"), "--no-gt", "--row", f"naive={runs / 'naive' / 'model_best.pth'}",
-                       f"data.root={out / 'data'}"])
+                       f"data.root={out / 'data'}", "test.engine=torch", "test.amp=none"])
     assert code == 0, text
     data_table = text.split("**Data**")[1]
     assert [line.split(" | ")[0][2:] for line in data_table.splitlines() if line.startswith("| ")][1:] == [

@@ -96,7 +96,8 @@ def test_search_writes_reports_and_its_best_block_trains_and_tests(tmp_path, cap
     capsys.readouterr()
     results = tmp_path / "results.json"
     assert main(["test", str(out / "best_config.yaml"), *overrides, "--checkpoint",
-                 str(tmp_path / "best" / "checkpoint.pth"), "--device", "cpu", "--out", str(results)]) == 0
+                 str(tmp_path / "best" / "checkpoint.pth"), "--device", "cpu", "--out", str(results),
+                 "test.engine=torch", "test.amp=none"]) == 0
     # The printed stats are pycocotools' on the written results and the val set of the searched config.
     stats = evaluate_keypoints(load_config(out / "best_config.yaml").data_path("val_ann"), results)
     assert json.loads(summary_path(results).read_text())["AP"] == stats["AP"]

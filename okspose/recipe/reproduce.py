@@ -11,7 +11,7 @@ one change on the row it is measured from, like Team OKS's table. What it builds
   selection model, R times as many as the COCO-like persons selection keeps, and ``joint_<R>``: a model
   trained on the COCO-like set (with selection) plus those persons (the AIC set is not filtered), 2:1 by
   weight; ``runs/detector.pth``: the demo's synthetic person detector;
-* ``reproduce.md`` (the table: each row's AP as mean +- standard deviation over the seeds, each step's
+* ``reproduce.md`` (the table: each row's AP as mean +- standard deviation over the training seeds, each step's
   gain as the mean paired difference with its 95 % Student-t interval), ``reproduce.json`` (every run,
   the means and intervals, the stage times) and ``reproduce.png`` (the table as a chart with error bars
   beside Team OKS's column).
@@ -210,7 +210,7 @@ def evaluate_seed(steps: list[Step], cfgs: dict[str, Config], ckpts: dict[str, P
 
 
 def summarize(steps: list[Step], runs: list[dict[str, dict[str, float]]]) -> list[dict]:
-    """Each step over the seeds: AP (%) per seed, mean and deviation, and the gain over its ``over`` row as
+    """Each step over the training seeds: AP (%) per seed, mean and deviation, and the gain over its ``over`` row as
     the mean paired difference with its 95 % interval (None for one seed)."""
     published = {s.name: s.published for s in steps}
     rows = []
