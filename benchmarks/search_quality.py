@@ -10,7 +10,8 @@
 
 The proxy data: ``real`` = every COCO person with an image in ../shared/data (coco-mini + coco128: ~225
 train and ~300 val persons, merged into one COCO file per split with absolute image paths), or
-``synthetic`` = the generated people of configs/search_synthetic.yaml. Prints the CPU and the wall time.
+``synthetic`` = the generated people of configs/search_synthetic.yaml (the merge is bench_real.py's). Prints
+the CPU and the wall time.
 
     python benchmarks/search_quality.py rank --proxy real --out work/search_rank
     python benchmarks/search_quality.py versus --proxy real --seeds 3 --candidates 40 --out work/search_vs
@@ -20,24 +21,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_real import merged
+from bench_startup import bf16_support, cpu_flags
 from matplotlib.figure import Figure
 
 from okspose.commands.search import prepare_data, run_search
 from okspose.config import Config, load_config
-from okspose.fileio import atomic_write, read_json, save_json
+from okspose.fileio import read_json, save_figure, save_json
 from okspose.search.proxy import evaluate_candidate, reward
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "okspose" / "configs" / "search_synthetic.yaml"
-SHARED = REPO.parent / "shared" / "data"
-REAL_SETS = (SHARED / "coco-mini", SHARED / "coco128")
 
 BLOCKS = {  # name -> code; kinds that span the space
     "hourglass residual (bottleneck + skip)": "1 conv1 0; 2 conv3 1; 3 conv1 2; 4 add 0 3",
@@ -58,28 +58,8 @@ BLOCKS = {  # name -> code; kinds that span the space
 
 
 def cpu_line() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
-    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
-    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none (emulated)"
-    return f"CPU: {model}, native bf16: {bf16}"
-
-
-def merge_real(out: Path) -> Path:
-    """coco-mini + coco128 as one COCO file per split, file names made absolute (images stay in ../shared)."""
-    root = out / "real"
-    for split in ("train", "val"):
-        images, annotations, seen = [], [], set()
-        for src in REAL_SETS:
-            data = read_json(src / "annotations" / f"person_keypoints_{split}2017.json", "annotation")
-            new = [im for im in data["images"] if im["id"] not in seen]
-            seen |= {im["id"] for im in new}
-            images += [{**im, "file_name": str(src / f"{split}2017" / im["file_name"])} for im in new]
-            ids = {im["id"] for im in new}
-            annotations += [a for a in data["annotations"] if a["image_id"] in ids]
-        save_json({"images": images, "annotations": annotations, "categories": data["categories"]},
-                  root / f"{split}.json")
-    return root
+    model, flags = cpu_flags()
+    return f"CPU: {model}, native bf16: {bf16_support(flags)}"
 
 
 def proxy_config(proxy: str, out: Path, extra: list[str] | None = None) -> Config:
@@ -87,10 +67,12 @@ def proxy_config(proxy: str, out: Path, extra: list[str] | None = None) -> Confi
     if proxy == "synthetic":
         cfg = load_config(CONFIG, [f"search.output_dir={out}", *(extra or [])])
         return prepare_data(cfg, out)
-    root = merge_real(out)
+    root = out / "real"
+    merged(root, "train"), merged(root, "val")
     return load_config(CONFIG, [f"search.output_dir={out}", "search.proxy_data=coco", f"data.root={root}",
-                                "data.train_ann=train.json", "data.val_ann=val.json", "data.train_images=/",
-                                "data.val_images=/", *(extra or [])])
+                                "data.train_ann=person_keypoints_train_merged.json", "data.train_images=/",
+                                "data.val_ann=person_keypoints_val_merged.json", "data.val_images=/",
+                                *(extra or [])])
 
 
 def longer(cfg: Config, factor: int) -> Config:
@@ -214,9 +196,7 @@ def versus(args: argparse.Namespace) -> None:
     ax.set(xlabel="candidates trained", ylabel="best reward so far",
            title=f"BlockQNN: Q-learning vs random search ({args.proxy} proxy)")
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write(args.out / "search_vs_random.png", lambda f: f.write(buf.getvalue()))
+    save_figure(fig, args.out / "search_vs_random.png", dpi=110)
     print(f"wrote {args.out / 'search_vs_random.png'}")
 
 
