@@ -4,6 +4,8 @@
   the proxy's reward and the longer training's accuracy (PCK on the same val persons), over blocks that
   span the space (the hourglass residual written as a code, pooling-only blocks, wide concat blocks, the
   shipped searched block, ...), 2 seeds each, plus the proxy's own seed-to-seed tau (its noise ceiling).
+* ``duel``: the searched block against BlockQNN's baseline, the 3-residual 2-stack hourglass, at equal
+  parameters (the block's width chosen for it) and the ``rank`` long setting, several seeds each.
 * ``versus``: Q-learning against random search (``search.policy=random``) with the same number of trained
   candidates, several seeds each: best-so-far reward against candidates trained and the mean of the top-5
   rewards at the end, plotted to ``search_vs_random.png``.
@@ -15,6 +17,7 @@ the CPU and the wall time.
 
     python benchmarks/search_quality.py rank --proxy real --out work/search_rank
     python benchmarks/search_quality.py versus --proxy real --seeds 3 --candidates 40 --out work/search_vs
+    python benchmarks/search_quality.py duel --proxy synthetic --code "$(cat runs/search/best_code.txt)" --out work/duel
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from bench_real import merged
 from bench_startup import bf16_support, cpu_flags
 from matplotlib.figure import Figure
@@ -34,7 +38,9 @@ from matplotlib.figure import Figure
 from okspose.commands.search import prepare_data, run_search
 from okspose.config import Config, load_config
 from okspose.fileio import read_json, save_figure, save_json
-from okspose.search.proxy import evaluate_candidate, reward
+from okspose.models.build import build_model
+from okspose.models.complexity import measure_complexity
+from okspose.search.proxy import evaluate_candidate, proxy_accuracy, proxy_records, reward, train_proxy
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "okspose" / "configs" / "search_synthetic.yaml"
@@ -200,23 +206,85 @@ def versus(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'search_vs_random.png'}")
 
 
+def params(cfg: Config) -> int:
+    return sum(p.numel() for p in build_model(cfg).parameters())
+
+
+def duel_configs(cfg: Config, code: str) -> dict[str, Config]:
+    """The baseline (2-stack hourglass, 3 residuals per position and head, the proxy's width) and the
+    searched block in the same 2-stack frame at the widest width whose parameters do not pass the
+    baseline's (BlockQNN compared 17 M with 19 M)."""
+    m = cfg.model
+    baseline = dataclasses.replace(cfg, model=dataclasses.replace(m, name="hourglass", block_code="", num_stacks=2,
+                                                                  modules_per_position=3))
+    limit = params(baseline)
+
+    def searched(width: int) -> Config:
+        return dataclasses.replace(cfg, model=dataclasses.replace(m, name="blockqnn", block_code=code, num_stacks=2,
+                                                                  modules_per_position=1, num_features=width))
+
+    width = max(w for w in range(4, 4 * m.num_features + 1, 2) if params(searched(w)) <= limit)
+    return {"HG-2, 3 residuals (baseline)": baseline, f"searched block, width {width}": searched(width)}
+
+
+def duel(args: argparse.Namespace) -> None:
+    cfg = longer(proxy_config(args.proxy, args.out), args.factor)
+    results_path = args.out / "duel.json"
+    results = read_json(results_path, "results") if results_path.is_file() else {}
+    device = torch.device("cpu")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    nets = duel_configs(cfg, args.code)
+    train_set, val_set = proxy_records(cfg, "train"), proxy_records(cfg, "val")
+    for name, net in nets.items():
+        for seed in range(args.seeds):
+            key = f"{seed}|{name}|{net.model.block_code}"
+            if key not in results:
+                t0 = time.perf_counter()
+                model = train_proxy(with_seed(net, seed), train_set, device)
+                h, w = net.data.input_size[1], net.data.input_size[0]
+                results[key] = {"accuracy": proxy_accuracy(model, net, val_set, device),
+                                "params": params(net), "gflops": measure_complexity(model, (1, 3, h, w)).flops / 1e9,
+                                "seconds": time.perf_counter() - t0}
+                save_json(results, results_path)
+                print(f"seed {seed} {name}: PCK {results[key]['accuracy']:.4f} ({results[key]['seconds']:.0f} s)",
+                      flush=True)
+    print(f"\n{cpu_line()}; {cfg.train.epochs} epochs ({args.factor}x the proxy's), {args.seeds} seeds; "
+          f"{time.perf_counter() - start:.0f} s")
+    print("\n| network | parameters | GFLOPs | PCK per seed | PCK mean ± sd |\n|---|---:|---:|---|---:|")
+    accs = {}
+    for name, net in nets.items():
+        runs = [results[f"{k}|{name}|{net.model.block_code}"] for k in range(args.seeds)]
+        accs[name] = [r["accuracy"] for r in runs]
+        sd = float(np.std(accs[name], ddof=1)) if args.seeds > 1 else 0.0
+        print(f"| {name} | {runs[0]['params'] / 1e6:.3f} M | {runs[0]['gflops']:.3f} | "
+              f"{', '.join(f'{a:.4f}' for a in accs[name])} | {np.mean(accs[name]):.4f} ± {sd:.4f} |")
+    base, searched = accs.values()
+    diffs = [b - a for a, b in zip(base, searched)]
+    print(f"\nsearched - baseline, paired by seed: {', '.join(f'{d:+.4f}' for d in diffs)} "
+          f"(mean {np.mean(diffs):+.4f})")
+    save_json({"results": results, "code": args.code, "diffs": diffs}, results_path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    for name in ("rank", "versus"):
+    for name in ("rank", "versus", "duel"):
         p = sub.add_parser(name)
         p.add_argument("--proxy", choices=["real", "synthetic"], default="real")
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--seeds", type=int, default=2 if name == "rank" else 3)
+        p.add_argument("--seeds", type=int, default=3 if name == "versus" else 2)
         p.add_argument("--threads", type=int, default=1, help="torch threads per training (search.threads)")
-        if name == "rank":
+        if name in ("rank", "duel"):
             p.add_argument("--factor", type=int, default=5, help="the long training's epochs / the proxy's")
-        else:
+        if name == "duel":
+            p.add_argument("--code", required=True, help="the searched block's code (the search's best_code.txt)")
+        if name == "versus":
             p.add_argument("--candidates", type=int, default=40, help="trained candidates per search")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(cpu_line(), flush=True)
-    rank(args) if args.what == "rank" else versus(args)
+    {"rank": rank, "versus": versus, "duel": duel}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--external-ratio", nargs="+", metavar="R",
                    help="mined persons per COCO-like person kept by selection; a joint model and a table row per R "
                         "(default 0.33 1)")
+    g.add_argument("--val-images", type=int, metavar="N",
+                   help="synthetic val images the table is measured on (default: 60 for --size full, 4 for smoke); "
+                        "a change re-evaluates the trained models, it retrains nothing")
     g = p.add_argument_group("real data (--data real)")
     g.add_argument("--config", default="coco_hg8_256", help="pose config of every model (default: HG-8, coco_hg8_256)")
     g.add_argument("--coco-root", type=Path, help="COCO 2017 folder; the config's annotation and image paths are "

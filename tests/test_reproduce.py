@@ -144,6 +144,31 @@ def test_summary_of_three_seeds_by_hand() -> None:
     assert cells["+ data selection"][1:3] == ["42.0 ± 0.9", "+1.0"]
 
 
+def test_more_val_images_re_evaluate_without_retraining(smoke) -> None:
+    """--val-images 6 re-measures the same models (no training or mining starts) on a val set whose first
+    images are the 4 the table was measured on; back at the default, every stat comes back the same."""
+    out, _ = smoke
+    work, val_ann = out.parent, out / "data" / "annotations" / "person_keypoints_val.json"
+    before = json.loads((out / "reproduce.json").read_text())
+    small = json.loads(val_ann.read_text())
+    first = {p.name: p.read_bytes() for p in (out / "data" / "val").iterdir()}
+    args = ["reproduce", "--out", str(work), "--size", "smoke", "--seeds", str(SEEDS), "train.amp=none",
+            "test.engine=torch", "test.amp=none"]
+    code, text = _run([*args, "--val-images", "6"])
+    assert code == 0, text
+    stages = [line for line in text.splitlines() if ": done before, reused" in line]
+    assert len(stages) == SEEDS * (2 + 2 * len(RATIOS))  # naive, selection, and per ratio mining + joint model
+    assert "starting" not in text and "continuing" not in text
+    bigger = json.loads(val_ann.read_text())
+    assert len(bigger["images"]) == 6 and bigger["images"][:4] == small["images"]
+    assert all((out / "data" / "val" / name).read_bytes() == data for name, data in first.items())
+    assert json.loads((out / "reproduce.json").read_text())["val_images"] == 6
+    assert "val: 6 synthetic images" in text
+    code, text = _run(args)
+    assert code == 0, text
+    assert json.loads((out / "reproduce.json").read_text())["runs"] == before["runs"]
+
+
 def test_the_external_set_is_a_ratio_of_the_selected_coco_like_set(smoke) -> None:
     """The mined persons are R x the COCO-like persons selection keeps (the hardest fraction of the AIC-layout
     set); the joint model trains on both 2:1 and data selection filters only the COCO-like set."""

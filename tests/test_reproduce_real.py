@@ -124,10 +124,14 @@ def test_real_data_arguments_are_checked_before_any_work(tmp_path: Path, capsys)
     assert main(args) == 2  # the official annotation file name is not in the samples folder
     err = capsys.readouterr().err.strip()
     assert err.startswith("okspose reproduce: error: AI Challenger annotations") and "not found" in err
-    assert main([*args, "--seeds", "2"]) == 2
-    assert "--seeds and --external-ratio are settings of the synthetic proxy" in capsys.readouterr().err
+    for flag in (["--seeds", "2"], ["--val-images", "100"]):
+        assert main([*args, *flag]) == 2
+        assert "--seeds, --external-ratio and --val-images are settings of the synthetic proxy" in (
+            capsys.readouterr().err)
     assert main(["reproduce", "--size", "smoke", "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["reproduce", "--size", "smoke", "--val-images", "0"]) == 2
+    assert "--val-images must be at least 1" in capsys.readouterr().err
     # overrides may follow the open-ended ratio list; the ratios themselves are checked
     assert main(["reproduce", "--out", str(tmp_path), "--external-ratio", "0.33", "0", "train.amp=none"]) == 2
     assert "--external-ratio must be above 0, got 0.33 0" in capsys.readouterr().err

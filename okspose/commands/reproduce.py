@@ -19,7 +19,9 @@ def run(args: argparse.Namespace) -> int:
     ratios = tuple(args.external_ratio or EXTERNAL_RATIOS)
     if min(ratios) <= 0:
         raise OksposeError(f"--external-ratio must be above 0, got {' '.join(f'{r:g}' for r in ratios)}")
-    result = run_reproduce(args.out, args.size, args.overrides, args.seeds, ratios)
+    if args.val_images is not None and args.val_images < 1:
+        raise OksposeError(f"--val-images must be at least 1, got {args.val_images}")
+    result = run_reproduce(args.out, args.size, args.overrides, args.seeds, ratios, args.val_images)
     print("\n" + result["text"])
     print(f"wall time {result['seconds']['total'] / 60:.1f} min; everything is in {result['out']}")
     return 0
@@ -30,8 +32,9 @@ def run_real_data(args: argparse.Namespace) -> int:
                                         ("--detections", args.detections)) if value is None]
     if missing:
         raise OksposeError(f"--data real needs {', '.join(missing)}")
-    if args.seeds is not None or args.external_ratio is not None:
-        raise OksposeError("--seeds and --external-ratio are settings of the synthetic proxy, not of --data real")
+    if args.seeds is not None or args.external_ratio is not None or args.val_images is not None:
+        raise OksposeError("--seeds, --external-ratio and --val-images are settings of the synthetic proxy, not of "
+                           "--data real")
     data = RealData(args.coco_root, args.aic_root, args.detections, args.aic_ann, args.aic_images)
     result = run_real(args.out, data, args.config, args.overrides, args.mine_oks_thr, args.device)
     if result is not None:

@@ -111,23 +111,29 @@ def table_steps(ratios: tuple[float, ...] = EXTERNAL_RATIOS) -> list[Step]:
     return [*steps, Step("+ GT boxes", steps[-1].model, "gt", _FULL, 75.5, steps[-1].name)]
 
 
-def make_data(root: Path, size: Size, seed: int = 0) -> bool:
-    """The corrupted COCO-like set and the AIC-layout set, unless the same are already there; True when
-    they were (re)made."""
-    stamp = root / "reproduce_data.json"
-    want = {"train": size.train_images, "val": size.val_images, "aic": size.aic_images, "seed": seed,
-            "corrupt": CORRUPT_FRACTION}
-    if stamp_matches(stamp, want):
-        print(f"data already in {root}")
-        return False
-    if root.exists():
-        shutil.rmtree(root)
-    train_ann = generate_synthetic_coco(root, "train", size.train_images, seed=seed)
-    generate_synthetic_coco(root, "val", size.val_images, seed=seed + 1)
-    corrupt_coco_file(train_ann, CORRUPT_FRACTION, seed=seed)
-    generate_synthetic_aic(root / "aic", size.aic_images, seed=seed)
-    save_json(want, stamp)
-    return True
+def make_data(root: Path, size: Size, val_images: int, seed: int = 0) -> bool:
+    """The corrupted COCO-like train set and the AIC-layout set, unless the same are already there, and
+    ``val_images`` val images; True when the training data were (re)made. The val set is stamped on its own:
+    a bigger one re-evaluates the trained models instead of training them again (image k of a split is the
+    same picture at every size)."""
+    stamp, val_stamp = root / "reproduce_data.json", root / "reproduce_val.json"
+    want = {"train": size.train_images, "aic": size.aic_images, "seed": seed, "corrupt": CORRUPT_FRACTION}
+    made = not stamp_matches(stamp, want)
+    if made:
+        if root.exists():
+            shutil.rmtree(root)
+        train_ann = generate_synthetic_coco(root, "train", size.train_images, seed=seed)
+        corrupt_coco_file(train_ann, CORRUPT_FRACTION, seed=seed)
+        generate_synthetic_aic(root / "aic", size.aic_images, seed=seed)
+        save_json(want, stamp)
+    else:
+        print(f"training data already in {root}")
+    want_val = {"val": val_images, "seed": seed + 1}
+    if made or not stamp_matches(val_stamp, want_val):
+        shutil.rmtree(root / "val", ignore_errors=True)
+        generate_synthetic_coco(root, "val", val_images, seed=seed + 1)
+        save_json(want_val, val_stamp)
+    return made
 
 
 def run_config(out: Path, size: Size, name: str, overrides: list[str], extra: list[str] | None = None) -> Config:
@@ -296,19 +302,19 @@ def plot_table(rows: list[dict], seeds: int, path: Path) -> Path:
 
 
 def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | None = None, seeds: int | None = None,
-                  ratios: tuple[float, ...] = EXTERNAL_RATIOS) -> dict:
-    """Build everything the table needs in ``out/<size>`` (reusing what is there), for ``seeds`` seeds (the
-    size's default when None) and one joint model per external ratio; return the rows, the table and the
-    stage times."""
+                  ratios: tuple[float, ...] = EXTERNAL_RATIOS, val_images: int | None = None) -> dict:
+    """Build everything the table needs in ``out/<size>`` (reusing what is there), for ``seeds`` seeds and
+    ``val_images`` val images (the size's defaults when None) and one joint model per external ratio; return
+    the rows, the table and the stage times."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
     sz, out, overrides = SIZES[size], (Path(out) / size).resolve(), list(overrides or [])  # joined to set roots
-    seeds = seeds or sz.seeds
+    seeds, val_images = seeds or sz.seeds, val_images or sz.val_images
     ratios = tuple(ratios)
     clock = StageClock(lambda line: print(f"[reproduce] {line}", flush=True))
     lap = clock.lap
 
-    if make_data(out / "data", sz) and (out / "runs").exists():
+    if make_data(out / "data", sz, val_images) and (out / "runs").exists():
         shutil.rmtree(out / "runs")  # models of other data
     lap("data")
     info = DistInfo()
@@ -332,10 +338,10 @@ def run_reproduce(out: str | Path, size: str = "full", overrides: list[str] | No
     mined = [{"ratio": r, "fraction": fractions[r], "persons": read_json(side_paths(
         out / "runs" / "seed0" / f"mined_{r:g}" / MINED)[0], "mining summary")["mined"]} for r in ratios]
     text = (f"okspose reproduce --size {size} --seeds {seeds}: synthetic proxy of Team OKS's table (val: "
-            f"{sz.val_images} synthetic images; AP in %)\n\n{table}\n\n{notes(seeds, coco_like, external, mined)}\n\n"
+            f"{val_images} synthetic images; AP in %)\n\n{table}\n\n{notes(seeds, coco_like, external, mined)}\n\n"
             f"{PUBLISHED_NOTE}\n")
     save_text(text, out / "reproduce.md")
-    save_json({"size": size, "seeds": list(range(seeds)), "external_ratios": list(ratios),
+    save_json({"size": size, "seeds": list(range(seeds)), "val_images": val_images, "external_ratios": list(ratios),
                "coco_like_persons": coco_like, "external_persons": external, "mined": mined,
                "runs": [{"seed": k, "rows": [{"step": s.name, "model": s.model, "boxes": s.boxes, "stats": run[s.name]}
                                              for s in steps]} for k, run in enumerate(runs)],
