@@ -46,9 +46,10 @@ def require_onnx(module: str):
 
 def export_onnx(model: nn.Module, input_size: tuple[int, int], out: str | Path | None = None) -> bytes:
     """The ONNX model (bytes; also written to ``out`` when given) of ``model`` with BatchNorm folded, in
-    eval mode, with a dynamic batch axis. ``input_size`` is the crop's (w, h)."""
+    eval mode, with a dynamic batch axis. ``input_size`` is the crop's (w, h). Exported from a CPU copy: ONNX
+    Runtime runs on the CPU whatever device ``model`` is on."""
     require_onnx("onnxscript")
-    net = FinalHeatmaps(fold_batchnorm(model).float()).eval()
+    net = FinalHeatmaps(fold_batchnorm(model).float().cpu()).eval()
     w, h = input_size
     example = torch.zeros(2, 3, h, w)
     with warnings.catch_warnings():  # the exporter's progress notes and deprecation chatter
