@@ -5,8 +5,10 @@ or export + session) and peak memory, against mmpose's Hourglass (HG52 1-stack, 
 the same run, each row also as a share of this CPU's convolution peak in its precision (one large 3x3 conv: the
 practical ceiling for a convolution network); then end-to-end images/s (detector + HG-8 with flip test)
 on the real COCO samples for the path as it was before the speed work, the fast ones and the default settings.
+Each row runs in a process of its own; the default row is then timed again against the best other row in
+turn inside one process (``--paired``), since separate processes differ by up to ~15 % on a cloud CPU.
 
-    .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2]
+    .venv/bin/python benchmarks/bench_pose.py [--batch 8] [--repeat 3] [--modes ...] [--stacks 8 2] [--paired 10]
                                               [--no-peer] [--no-e2e | --no-pose] [--e2e-repeat 2] [--e2e-rows 0 3]
 
 The peer runs in ../shared/peers' own venv (`bash ../shared/peers/setup_peer_env.sh .peer-venv`).
@@ -18,6 +20,7 @@ import argparse
 import multiprocessing as mp
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +66,37 @@ def default_engine(model: torch.nn.Module, batch: int) -> tuple:
     test = dataclasses.replace(TestConfig(), batch_size=batch, flip_test=False)
     poser = Poser(model, HeatmapCodec((256, 256), (64, 64), 1.0), COCO17, test, torch.device("cpu"))
     choice = poser.prepare(DEFAULT_JOB)
-    return lambda x: predict_heatmaps(poser.net, x, None, poser.amp_dtype, poser.max_crops), choice
+    layout = torch.channels_last if poser.channels_last else torch.contiguous_format  # as the Poser hands crops on
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return predict_heatmaps(poser.net, x.contiguous(memory_format=layout), None, poser.amp_dtype, poser.max_crops)
+
+    return forward, choice
+
+
+def pose_net(stacks: int, mode: str, batch: int) -> tuple:
+    """HG-``stacks`` with random weights as ``mode`` runs it: (a forward over crops, its input batch, the
+    autocast dtype around it, the default row's engine choice or None)."""
+    from okspose.inference.compiled import compile_for_inference
+    from okspose.inference.onnx_engine import OnnxRuntimeNet
+    from okspose.inference.runtime import optimize_for_inference
+    from okspose.models.hourglass import StackedHourglass
+
+    torch.manual_seed(0)
+    model = StackedHourglass(stacks, 256, 17, 4).eval()
+    x = torch.randn(batch, 3, 256, 256)
+    dtype = torch.bfloat16 if mode.endswith("bf16") else None
+    if mode == "default":
+        forward, choice = default_engine(model, batch)
+        return forward, x, dtype, choice
+    if mode == "onnxruntime":
+        return OnnxRuntimeNet.from_model(model, (256, 256)), x, dtype, None
+    if mode == "fp32":
+        return model, x, dtype, None
+    net = optimize_for_inference(model, torch.device("cpu"))
+    if mode.startswith("compiled"):
+        net = compile_for_inference(net, batch)
+    return net, x.contiguous(memory_format=torch.channels_last), dtype, None
 
 
 def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, cache_dir: str = "") -> dict:
@@ -78,29 +111,11 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
     if cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
         os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx")
-    from okspose.inference.compiled import compile_for_inference
-    from okspose.inference.onnx_engine import OnnxRuntimeNet
-    from okspose.inference.runtime import autocast, optimize_for_inference
-    from okspose.models.hourglass import StackedHourglass
+    from okspose.inference.runtime import autocast
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = StackedHourglass(stacks, 256, 17, 4).eval()
-    x = torch.randn(batch, 3, 256, 256)
-    dtype = torch.bfloat16 if mode.endswith("bf16") else None
-    choice = None
     start = time.perf_counter()
-    if mode == "default":
-        net, choice = default_engine(model, batch)
-    elif mode == "onnxruntime":
-        net = OnnxRuntimeNet.from_model(model, (256, 256))
-    elif mode != "fp32":
-        net = optimize_for_inference(model, torch.device("cpu"))
-        x = x.contiguous(memory_format=torch.channels_last)
-        if mode.startswith("compiled"):
-            net = compile_for_inference(net, batch)
-    else:
-        net = model
+    net, x, dtype, choice = pose_net(stacks, mode, batch)
     times = []
     with torch.inference_mode(), autocast(torch.device("cpu"), dtype):
         net(x)
@@ -112,6 +127,30 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
     return {"persons_per_s": batch / min(times), "first_s": first, "peak_mib": peak_mib(),
             "engine": choice and ", ".join([choice.engine, *(["compiled"] if choice.compiled else []),
                                             choice.precision])}
+
+
+def paired_speed(stacks: int, modes: list[str], batch: int, rounds: int, threads: int, cache_dir: str) -> dict:
+    """Median persons/s of ``modes`` timed in turn, one pass each per round, in one process: the rows of the
+    table come from separate processes, whose speed differs by up to ~15 % on a 2-core cloud CPU, so a
+    comparison of two engines is fairer side by side."""
+    import os
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx")
+    from okspose.inference.runtime import autocast
+
+    torch.set_num_threads(threads)
+    nets = {mode: pose_net(stacks, mode, batch)[:3] for mode in modes}
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    with torch.inference_mode():
+        for k in range(rounds + 1):  # the first round warms up
+            for mode, (net, x, dtype) in nets.items():
+                with autocast(torch.device("cpu"), dtype):
+                    start = time.perf_counter()
+                    net(x)
+                    if k:
+                        times[mode].append(time.perf_counter() - start)
+    return {mode: batch / statistics.median(t) for mode, t in times.items()}
 
 
 class E2EPath(NamedTuple):
@@ -252,6 +291,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--paired", type=int, default=10, metavar="ROUNDS",
+                    help="time the default row against the best other row in one process, in turn (0: skip)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--stacks", nargs="+", type=int, default=[8, 2])
@@ -276,7 +317,7 @@ def main() -> None:
     print(f"convolution peak (3x3, 512 channels): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
           + ", ".join(f"HG-{n} {f / 1e9:.1f} GFLOPs/person: at most {peak['fp32'] * 1e9 / f:.2f} persons/s fp32, "
                       f"{peak['bf16'] * 1e9 / f:.2f} bf16" for n, f in sorted(flops.items())) + "\n", flush=True)
-    rows = []
+    rows, speeds = [], {}
     peers = {}
     if not args.no_peer:
         peers = {"mmpose HG52 (1 stack)": peer_speed(1, args.batch, args.repeat, args.threads),
@@ -293,10 +334,22 @@ def main() -> None:
             share = 100 * r["persons_per_s"] * flops[stacks] / 1e9 / peak[precision]
             name = f"okspose HG-{stacks} {mode}" + (f" settings ({r['engine']})" if r["engine"] else "")
             rows.append((name, r["persons_per_s"], first, warm, r["peak_mib"], share))
+            speeds[stacks, mode] = r["persons_per_s"]
             print(f"  done: HG-{stacks} {mode}: {r['persons_per_s']:.2f} persons/s", flush=True)
     ref8 = peers.get("mmpose Hourglass 8 stacks")
     if rows:
         print_pose_table(peers, rows, ref8)
+    if "default" in args.modes and args.paired:
+        print(f"\n| default settings against the table's best other row, interleaved in one process ({args.paired} "
+              "rounds, median) | default persons/s | best row persons/s | default / best |\n|---|---:|---:|---:|")
+        for stacks in args.stacks:
+            others = {mode: v for (n, mode), v in speeds.items() if n == stacks and mode != "default"}
+            if not others:
+                continue
+            best = max(others, key=others.get)
+            r = run_in_process(paired_speed, stacks, ["default", best], args.batch, args.paired, args.threads, cold)
+            print(f"| HG-{stacks}: default vs {best} | {r['default']:.2f} | {r[best]:.2f} | "
+                  f"{100 * r['default'] / r[best]:.0f}% |", flush=True)
     if not args.no_e2e and SAMPLES.is_dir():
         print(f"\n| end to end, HG-{args.e2e_stacks}, flip test | images/s | persons/s | vs all fp32 | "
               "vs all fp32, fast | first pass s | peak MiB |")
