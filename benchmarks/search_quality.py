@@ -3,7 +3,7 @@
 * ``rank``: does the short proxy training rank blocks as a training 5x longer does? Kendall's tau between
   the proxy's reward and the longer training's accuracy (PCK on the same val persons), over blocks that
   span the space (the hourglass residual written as a code, pooling-only blocks, wide concat blocks, the
-  shipped searched block, ...), 2 seeds each, plus the proxy's own seed-to-seed tau (its noise ceiling).
+  first searched block, ...), 2 seeds each, plus the proxy's own seed-to-seed tau (its noise ceiling).
 * ``duel``: the searched block against BlockQNN's baseline, the 3-residual 2-stack hourglass, at equal
   parameters (the block's width chosen for it) and the ``rank`` long setting, several seeds each.
 * ``versus``: Q-learning against random search (``search.policy=random``) with the same number of trained
@@ -57,7 +57,7 @@ BLOCKS = {  # name -> code; kinds that span the space
     "pooling chain": "1 avg3 0; 2 max3 1",
     "pooling concat": "1 max3 0; 2 avg3 0; 3 concat 1 2",
     "wide concat of convs": "1 conv3 0; 2 conv5 0; 3 concat 1 2; 4 concat 0 3",
-    "shipped searched block": "1 max3 0; 2 conv5 0; 3 conv3 1; 4 concat 0 2; 5 concat 2 4",
+    "first searched block (22-min search)": "1 max3 0; 2 conv5 0; 3 conv3 1; 4 concat 0 2; 5 concat 2 4",
     "pool then conv + skip": "1 conv1 0; 2 max3 1; 3 conv3 2; 4 add 0 3",
     "two branches added": "1 conv3 0; 2 conv1 0; 3 add 1 2",
 }
