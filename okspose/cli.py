@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cached and resumable (needs --coco-root, --aic-root, --detections)")
     g = p.add_argument_group("synthetic proxy")
     g.add_argument("--size", choices=["smoke", "full"], default="full",
-                   help="full: the demo's network, ~10 min per seed (estimated) on 2 idle cores with native bf16 "
-                        "(several times that in fp32); smoke: tiny data, one epoch each (seconds)")
+                   help="full: the demo's network, 12-16 min per seed (measured on one core with native bf16; several "
+                        "times that in fp32); smoke: tiny data, one epoch each (seconds)")
     g.add_argument("--seeds", type=int, metavar="N",
                    help="train every model N times (train.seed 0..N-1): AP as mean +- sd, gains with 95%% intervals "
                         "(default 3 for --size full, 1 for smoke)")
