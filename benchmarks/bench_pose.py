@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import re
 import resource
 import statistics
@@ -99,6 +100,12 @@ def pose_net(stacks: int, mode: str, batch: int) -> tuple:
     return net, x.contiguous(memory_format=torch.channels_last), dtype, None
 
 
+def use_caches(cache_dir: str, onnx: str = "onnx") -> None:
+    """Point inductor's cache and the ONNX graph cache (subfolder ``onnx``) of this process at ``cache_dir``."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, onnx)
+
+
 def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, cache_dir: str = "") -> dict:
     """Best persons/s of one forward pass over a batch of 256x256 crops (no flip), the time of the first
     call (compilation for compiled modes, export + session for ONNX Runtime) and peak memory.
@@ -106,11 +113,8 @@ def pose_speed(stacks: int, mode: str, batch: int, repeat: int, threads: int, ca
     ``cache_dir``: inductor's cache for compiled modes and the default row's ONNX cache (a fresh one
     measures a cold compile or export).
     """
-    import os
-
     if cache_dir:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-        os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx")
+        use_caches(cache_dir)
     from okspose.inference.runtime import autocast
 
     torch.set_num_threads(threads)
@@ -133,10 +137,7 @@ def paired_speed(stacks: int, modes: list[str], batch: int, rounds: int, threads
     """Median persons/s of ``modes`` timed in turn, one pass each per round, in one process: the rows of the
     table come from separate processes, whose speed differs by up to ~15 % on a 2-core cloud CPU, so a
     comparison of two engines is fairer side by side."""
-    import os
-
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-    os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx")
+    use_caches(cache_dir)
     from okspose.inference.runtime import autocast
 
     torch.set_num_threads(threads)
@@ -187,10 +188,8 @@ def end_to_end(stacks: int, path: str, threads: int, repeat: int, cache_dir: str
     images' boxes of the 56-AP detections file scoring >= 0.3, as many as a trained detector would give.
     The first pass (compilation for compiled paths) is left out of the timing and reported."""
     import dataclasses
-    import os
 
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
-    os.environ["OKSPOSE_ONNX_CACHE"] = os.path.join(cache_dir, "onnx-e2e")
+    use_caches(cache_dir, "onnx-e2e")
     from okspose.data.codec import HeatmapCodec
     from okspose.inference.detections import load_detections
     from okspose.inference.detector import ARCHS, PersonDetector

@@ -39,7 +39,7 @@ from okspose.commands.search import prepare_data, run_search
 from okspose.config import Config, load_config
 from okspose.fileio import read_json, save_figure, save_json
 from okspose.models.build import build_model
-from okspose.models.complexity import measure_complexity
+from okspose.models.complexity import count_parameters, measure_complexity
 from okspose.search.proxy import evaluate_candidate, proxy_accuracy, proxy_records, reward, train_proxy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def versus(args: argparse.Namespace) -> None:
 
 
 def params(cfg: Config) -> int:
-    return sum(p.numel() for p in build_model(cfg).parameters())
+    return count_parameters(build_model(cfg))
 
 
 def duel_configs(cfg: Config, code: str) -> dict[str, Config]:
@@ -242,9 +242,10 @@ def duel(args: argparse.Namespace) -> None:
             if key not in results:
                 t0 = time.perf_counter()
                 model = train_proxy(with_seed(net, seed), train_set, device)
-                h, w = net.data.input_size[1], net.data.input_size[0]
+                w, h = net.data.input_size
+                complexity = measure_complexity(model, (1, 3, h, w))
                 results[key] = {"accuracy": proxy_accuracy(model, net, val_set, device),
-                                "params": params(net), "gflops": measure_complexity(model, (1, 3, h, w)).flops / 1e9,
+                                "params": complexity.params, "gflops": complexity.flops / 1e9,
                                 "seconds": time.perf_counter() - t0}
                 save_json(results, results_path)
                 print(f"seed {seed} {name}: PCK {results[key]['accuracy']:.4f} ({results[key]['seconds']:.0f} s)",
