@@ -18,6 +18,9 @@ def coco_mini() -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "okspose" / "configs"  # packaged; ./configs is a link to it
+# How long a test waits on a subprocess or thread before calling it hung: a guard against a deadlock, never a
+# speed check, so it must hold on a shared machine running ~10x slower than an idle one (CI allows 90 min).
+HANG_S = 1800
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,5 +1,6 @@
 """Compiled inference (inductor, frozen weights) gives the eager fp32 results by the fast mode's criterion
-on a network trained on real persons: AP within 0.005, >= 99% of the confident joints within 0.5 px.
+on a network trained on real persons: AP within 0.005, heatmaps and joints within what fp32 arithmetic allows
+(tests/agreement.py).
 
 Compiling takes about a minute on 2 idle cores (several with a cold cache on a busy machine), hence the
 ``compile`` marker: ``pytest -m "not compile"`` leaves it out."""
@@ -11,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from agreement import HEATMAP_TOL, decode_bounds, poser_heatmaps
 from conftest import CONFIGS
 
 from okspose.checkpoints import Checkpoint
@@ -38,19 +40,25 @@ def test_compiled_agrees_with_eager_fp32(coco_mini, tmp_path, monkeypatch):
     model = checkpoint_model(cfg, Checkpoint.read(tmp_path / "run" / "checkpoint.pth")).eval()
     records = build_records(cfg, "train")
     schema, device = build_schema(cfg), torch.device("cpu")
-    posed, results = {}, {}
+    posed, results, maps = {}, {}, {}
     for name, fast, compiled in (("eager", False, False), ("compiled", True, True)):
         test = dataclasses.replace(cfg.test, fast=fast, compile=compiled, amp="none")
         poser = Poser(model, build_codec(cfg), schema, test, device)
         posed[name] = poser.pose(records)
         assert isinstance(poser.net, FixedBatch) == compiled
+        maps[name] = (*poser_heatmaps(poser, records), poser)
         index, scores = select_instances(posed[name], gt_box_settings(test), np.asarray(schema.sigmas))
         results[name] = results_for(posed[name], index, scores)
     ref, got = posed["eager"].keypoints, posed["compiled"].keypoints
     confident = ref[..., 2] >= 0.3
     assert confident.sum() >= 50, "the network did not learn: the criterion would test nothing"
+    ref_maps, centers, scales, eager = maps["eager"]
+    strayed = np.abs(maps["compiled"][0] - ref_maps).max(axis=(2, 3)) / ref_maps.max(axis=(2, 3))
+    assert strayed[confident].max() <= HEATMAP_TOL["fast-fp32"], np.quantile(strayed[confident], [0.5, 1.0])
+    bound = decode_bounds(eager, ref_maps, centers, scales, HEATMAP_TOL["fast-fp32"])[confident]
     dist = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
-    assert (dist <= 0.5).mean() >= 0.99, np.quantile(dist, [0.5, 0.99, 1.0])
+    stable = np.isfinite(bound)
+    assert stable.mean() >= 1 / 3 and (dist[stable] <= bound[stable] + 1e-6).all(), (dist, bound)
     ids = sorted(set(records.image_ids.tolist()))
     ap = {k: evaluate_keypoints(cfg.data_path("train_ann"), r, img_ids=ids)["AP"] for k, r in results.items()}
     assert abs(ap["compiled"] - ap["eager"]) <= 0.005, ap

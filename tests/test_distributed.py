@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import CONFIGS, REPO, SHARED_DATA
+from conftest import CONFIGS, HANG_S, REPO, SHARED_DATA
 from torch.nn import functional as F
 
 from okspose.config import load_config
@@ -102,7 +102,7 @@ def test_mining_under_torchrun_shards_the_pictures_and_mines_what_one_process_mi
                            "okspose.cli", "mine-hard", "--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu",
                            "--data", str(ann), "--images", str(AIC_SAMPLES), "--fraction", "0.5", "--out",
                            str(tmp_path / "two" / "mined.json"), "test.engine=torch", "test.amp=none"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          env=env, capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("mined 5 (lowest 50%") == 1  # printed once, by the first process
     one, two = (json.loads((tmp_path / name / "mined_summary.json").read_text()) for name in ("one", "two"))

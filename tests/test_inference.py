@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, HANG_S
 from torch import nn
 
 from okspose.cli import main
@@ -251,7 +251,7 @@ def test_validation_is_sharded_over_ranks_with_one_result(val_set, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
            str(root), str(damaged), str(ann), str(tmp_path / "stats.json")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sharded = json.loads((tmp_path / "stats.json").read_text())
     oracle = GroundTruthNet(load_config(CONFIG, _overrides(root, ann)))

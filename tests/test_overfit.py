@@ -1,6 +1,6 @@
 """The smallest config really learns: it overfits 8 real coco-mini persons to AP >= 0.90 (GT boxes); and on
 that trained network every engine agrees with plain fp32 as a user measures it: the folded network in fp32
-and bf16 and ONNX Runtime (AP within 0.005, confident joints within 0.5 px), INT8 (AP within 0.01)."""
+and bf16 and ONNX Runtime (heatmaps and joints within what their arithmetic allows), INT8 (AP within 0.01)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from agreement import HEATMAP_TOL, decode_bounds, poser_heatmaps
 from conftest import CONFIGS
 
 from okspose.cli import main
+from okspose.data.build import build_records
 from okspose.evaluation import evaluate_keypoints
+from okspose.inference.poser import Poser
+from okspose.run_config import command_config
 
 CONFIG = str(CONFIGS / "coco_mini_tiny.yaml")
 
@@ -77,6 +82,17 @@ def _moved(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
     return np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
 
 
+def _engine_heatmaps(trained: tuple[Path, list[str]], settings: list[str]) -> tuple[np.ndarray, np.ndarray,
+                                                                                 np.ndarray, Poser]:
+    """What `okspose test` with ``settings`` computes for the 8 GT persons: heatmaps, crop centres and scales
+    (see :func:`agreement.poser_heatmaps`), and its Poser."""
+    _, args = trained
+    at = args.index("--checkpoint")
+    cfg, checkpoint = command_config(CONFIG, [*settings, "test.flip_test=true", *args[:at]], args[at + 1])
+    poser = Poser.from_checkpoint(cfg, checkpoint, torch.device("cpu"))
+    return (*poser_heatmaps(poser, build_records(cfg, "val")), poser)
+
+
 def test_tiny_config_overfits_eight_real_persons(trained, tmp_path, capsys):
     ann, args = trained
     results = tmp_path / "results.json"
@@ -91,16 +107,32 @@ def test_tiny_config_overfits_eight_real_persons(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_engines_agree_with_fp32(trained, tmp_path, engine):
-    """Each engine test.engine=auto may pick (the folded network in fp32 or bf16, ONNX Runtime) against
-    plain fp32: AP within 0.005, and >= 99% of the confidently found joints within 0.5 px."""
+    """Each engine test.engine=auto may pick (the folded network in fp32 or bf16, ONNX Runtime) against plain
+    fp32, with tolerances from the arithmetic rather than from one machine's run (the trained network itself
+    differs between CPU instances): its heatmaps stay within HEATMAP_TOL of the joint's peak, and in the
+    results file of `okspose test` every confident joint whose argmax that tolerance cannot move lies within
+    the distance the decoder can move it for such a heatmap; for at least a third of the confident joints
+    the argmax is that stable, so the check has teeth."""
     if engine == "onnxruntime":
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnxscript")
+    ref_maps, centers, scales, poser = _engine_heatmaps(trained, REFERENCE)
+    got_maps = _engine_heatmaps(trained, ENGINES[engine])[0]
+    peak = ref_maps.max(axis=(2, 3))
+    strayed = np.abs(got_maps - ref_maps).max(axis=(2, 3)) / peak
     ref, ref_ap = _pose(trained, tmp_path / "ref.json", REFERENCE)
     got, ap = _pose(trained, tmp_path / "got.json", ENGINES[engine])
-    assert abs(ap - ref_ap) <= 0.005, (ref_ap, ap)
-    dist = _moved(ref, got)
-    assert (dist <= 0.5).mean() >= 0.99, np.quantile(dist, [0.5, 0.99, 1.0])
+    confident = ref[..., 2] >= 0.3
+    assert confident.sum() >= 50, "the network should find most joints"
+    assert strayed[confident].max() <= HEATMAP_TOL[engine], np.quantile(strayed[confident], [0.5, 0.99, 1.0])
+    bound = decode_bounds(poser, ref_maps, centers, scales, HEATMAP_TOL[engine])[confident]
+    moved = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
+    stable = np.isfinite(bound)
+    assert stable.mean() >= 1 / 3, f"{stable.sum()} of {stable.size} confident joints have a stable argmax"
+    # results files round to 3 decimals: each of the two coordinates of both files moves by <= 5e-4
+    over = moved[stable] - bound[stable] - 2e-3
+    assert over.max() <= 0, (moved[stable][over > 0], bound[stable][over > 0])
+    assert ap >= 0.90 and ref_ap >= 0.90, (ref_ap, ap)
 
 
 def test_int8_agrees_with_fp32(trained, tmp_path, capsys):

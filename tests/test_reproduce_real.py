@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA
+from conftest import HANG_S, REPO, SHARED_DATA
 
 from okspose.cli import main
 from okspose.distributed import DistInfo
@@ -53,7 +53,7 @@ def test_real_recipe_completes_and_resumes_after_sigkill_inside_the_joint_traini
     runs, joint_ckpt = real / "runs", real / "runs" / "joint" / "checkpoint.pth"
     with (tmp_path / "first.log").open("w") as log:
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + HANG_S
         while not joint_ckpt.exists():  # the joint model's first epoch is saved: kill it inside its second
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline
@@ -69,7 +69,7 @@ def test_real_recipe_completes_and_resumes_after_sigkill_inside_the_joint_traini
                 runs / "mined" / "aic_mined.json"]
     mtimes = [p.stat().st_mtime_ns for p in finished]
 
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=HANG_S)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _epochs(second.stdout) == ["epoch 2"]  # the joint model's second epoch, nothing else trained
     for stage in ("train naive", "train selection", "mine AI Challenger"):
@@ -85,7 +85,7 @@ def test_real_recipe_completes_and_resumes_after_sigkill_inside_the_joint_traini
     assert "ground-truth boxes" in table and "detections from" in table
     assert table in (real / "reproduce.md").read_text()
 
-    third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=HANG_S)
     assert third.returncode == 0 and _epochs(third.stdout) == []
     assert "[reproduce] tables: done before, reused" in third.stdout and table in third.stdout
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, HANG_S, REPO
 
 from okspose.commands.search import run_search
 from okspose.config import load_config
@@ -45,13 +45,13 @@ def test_search_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypat
     thread = threading.Thread(target=search)
     try:
         thread.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (
+        deadline = time.monotonic() + HANG_S
+        while thread.is_alive() and time.monotonic() < deadline and not (
                 (out / STATE_FILE).is_file() and load_state(out).candidates):
             time.sleep(0.2)
         nodes_before = len([n for n in ray.nodes() if n["Alive"]]) if ray.is_initialized() else 0
         cluster.remove_node(worker)  # mid-search: candidates in flight on it fail and are tried again
-        thread.join(timeout=300)
+        thread.join(timeout=HANG_S)
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, SHARED_DATA
+from conftest import CONFIGS, HANG_S, REPO, SHARED_DATA
 from search_flaky import flaky_evaluate
 
 from okspose.cli import main
@@ -130,7 +130,7 @@ def test_sigkill_then_resume_trains_no_finished_candidate_again(tmp_path):
         if lines == 4:
             proc.send_signal(signal.SIGKILL)
             break
-    proc.wait(timeout=60)
+    proc.wait(timeout=HANG_S)
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     finished_before = set(load_state(out).candidates)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, HANG_S
 
 from okspose.checkpoints import read_checkpoint
 from okspose.config import load_config
@@ -61,7 +61,7 @@ def test_resume_gives_identical_weights(coco_mini, tmp_path):
     assert any(not torch.equal(init[k], a[k]) for k in a), "training did not change the weights"
 
 
-def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = 300, ranks_to: Path | None = None) -> None:
+def _torchrun(nproc: int, args: list[str], tmp_path: Path, timeout: int = HANG_S, ranks_to: Path | None = None) -> None:
     """``okspose train`` under torchrun; with ``ranks_to``, through tests/ddp_ranks.py, which saves every
     rank's weights there as rank<r>.pth."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
@@ -169,6 +169,6 @@ def test_ddp_rank_with_unreadable_samples_keeps_step(coco_mini, tmp_path):
         files[i].write_bytes(files[i].read_bytes()[:1000])  # truncated JPEG
     _torchrun(2, _overrides(coco_mini, tmp_path / "ddp", "train.epochs=1", "train.batch_size=4",
                             "data.on_error=skip", f"data.train_ann={ann_file}",
-                            f"data.train_images={ann_file.parent / 'images'}"), tmp_path, timeout=120)
+                            f"data.train_images={ann_file.parent / 'images'}"), tmp_path)
     row = next(csv.DictReader((tmp_path / "ddp" / "log.csv").open()))
     assert row["steps"] == "2" and int(row["skipped"]) >= len(rank0)
