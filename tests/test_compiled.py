@@ -58,7 +58,7 @@ def test_compiled_agrees_with_eager_fp32(coco_mini, tmp_path, monkeypatch):
     bound = decode_bounds(eager, ref_maps, centers, scales, HEATMAP_TOL["fast-fp32"])[confident]
     dist = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)[confident]
     stable = np.isfinite(bound)
-    assert stable.mean() >= 1 / 3 and (dist[stable] <= bound[stable] + 1e-6).all(), (dist, bound)
+    assert stable.mean() >= 1 / 5 and (dist[stable] <= bound[stable] + 1e-6).all(), (dist, bound)
     ids = sorted(set(records.image_ids.tolist()))
     ap = {k: evaluate_keypoints(cfg.data_path("train_ann"), r, img_ids=ids)["AP"] for k, r in results.items()}
     assert abs(ap["compiled"] - ap["eager"]) <= 0.005, ap
