@@ -116,14 +116,21 @@ class TestConfig:
     # What runs the network (okspose.inference.engines): auto picks the fastest engine that keeps the answer on
     # this machine: the folded network in bf16 on CPUs with native bf16, ONNX Runtime fp32 on other CPUs (where
     # installed and its export pays), the folded network under autocast on CUDA. torch | onnxruntime pin one;
-    # onnxruntime-int8 (never picked by auto) runs the INT8 graph, calibrated on test.int8_calibration persons.
+    # onnxruntime-int8 (never picked by auto) runs the INT8 graph (calibration: test.int8_calibration*).
     engine: Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"] = "auto"
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where native; none: fp32, the reference
     fast: bool = True  # BatchNorm folded into the convs + channels_last (same fp32 maths); false: as trained
     compile: Literal["auto", True, False] = "auto"  # fast mode only: torch.compile (inductor, frozen weights);
     # auto: for jobs large enough to repay the compile time (okspose.compiled.AUTO_MIN_PERSONS)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    int8_calibration: int = 64  # INT8: calibrated on the crops of this many val persons (export --calibration)
+    # INT8: calibrated on the crops of the first int8_calibration persons (export --calibration) of the training
+    # split, or of int8_calibration_ann (a COCO keypoint file under data.root, its pictures in
+    # int8_calibration_images); a calibration set that shares pictures with the set INT8 is scored on is refused
+    # unless int8_calibration_overlap (ranges fitted to the scored persons flatter INT8's AP)
+    int8_calibration: int = 64
+    int8_calibration_ann: str = ""
+    int8_calibration_images: str = ""
+    int8_calibration_overlap: bool = False
     det_min_size: int = 800  # detector input: shorter image side resized to this (COCO's usual 800)
     det_amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # detector autocast (boxes move slightly)
     det_top_k: int = 20  # person boxes kept per image (highest scores)
