@@ -383,7 +383,7 @@ def test_soft_oks_decay_is_its_own_setting():
 def fake_results(gt: dict, rng: np.random.Generator) -> tuple[list[dict], dict[int, float]]:
     """Results as a top-down pipeline makes them: one noisy pose per labelled person, a second, lower-scored
     near-copy for 40% of them (a duplicate detector box), and false positives. Returns the records and
-    the scale area of each (index -> GT box area, as Team OKS take the box area)."""
+    the scale area of each (index -> GT box area, okspose's default OKS-NMS scale)."""
     res, areas = [], {}
     for a in gt["annotations"]:
         if a.get("iscrowd", 0) or a.get("num_keypoints", 0) == 0:
