@@ -108,8 +108,8 @@ class TrainConfig:
 @dataclass
 class TestConfig:
     batch_size: int = 32  # persons per batch (twice the crops with flip test)
-    cpu_max_crops: int = 8  # on CPUs, crops per forward pass (0: the whole batch at once): HG-8 bf16 runs
-    # 30% slower at 16+ crops than at 2-8 on a 2-core EPYC, whose caches then no longer hold the activations
+    cpu_max_crops: int = 8  # on CPUs, crops per forward pass (0: the whole batch at once): passes small enough
+    # for the caches to hold their activations (larger ones run slower: docs/benchmarks.md)
     flip_test: bool = True
     decode: Literal["quarter", "parabola"] = "quarter"
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
