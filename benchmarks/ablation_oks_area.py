@@ -1,6 +1,6 @@
 """Team OKS's ablation tables on the demo's synthetic val set, once per OKS-NMS area (``test.oks_area``).
 
-``box`` scales OKS by the person box's w * h (Team OKS's choice, the default); ``crop`` by the padded,
+``box`` scales OKS by the person box's w * h (okspose's default); ``crop`` by the padded,
 aspect-fixed crop the person was posed from (HRNet's and mmpose's). Needs a finished demo (``make demo``
 writes ``work/demo/{data, train/, detector.pth}``); then, from the repository root:
 

@@ -1,9 +1,9 @@
 """INT8 against ONNX Runtime fp32: pose-stage persons/s of HG-8 and HG-2 (256x256, batch 8, no flip,
 random weights, as in bench_pose.py; INT8 calibrated on random crops, which sets its ranges but not its
 speed), and agreement with plain fp32 on the demo's val set with the demo's network (ground-truth boxes,
-the demo's test settings, flip test included; INT8 calibrated on the first test.int8_calibration val
-persons, as `okspose test` does): AP of each engine, and the share of the confidently found joints (fp32
-score >= 0.3) within 1 and 0.5 px.
+the demo's test settings, flip test included; INT8 calibrated on the first test.int8_calibration training
+persons, as `okspose test` does, so no scored person was calibrated on): AP of each engine, and the share
+of the confidently found joints (fp32 score >= 0.3) within 1 and 0.5 px.
 
     .venv/bin/python benchmarks/bench_int8.py [--stacks 8 2] [--repeat 3] [--checkpoint CKPT]
                                               [--no-speed | --no-agreement] [--quick]

@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the INT8 graph (ONNX Runtime static quantization, first and last layers in fp32) "
                         "that test.engine=onnxruntime-int8 runs")
     p.add_argument("--calibration", type=int, metavar="N",
-                   help="--int8: calibrate on the crops of the first N val persons (default test.int8_calibration)")
+                   help="--int8: calibrate on the crops of the first N training persons (default "
+                        "test.int8_calibration; test.int8_calibration_ann=FILE names another set)")
     p.set_defaults(module="export")
     return parser
 

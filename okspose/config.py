@@ -108,22 +108,29 @@ class TrainConfig:
 @dataclass
 class TestConfig:
     batch_size: int = 32  # persons per batch (twice the crops with flip test)
-    cpu_max_crops: int = 8  # on CPUs, crops per forward pass (0: the whole batch at once): HG-8 bf16 runs
-    # 30% slower at 16+ crops than at 2-8 on a 2-core EPYC, whose caches then no longer hold the activations
+    cpu_max_crops: int = 8  # on CPUs, crops per forward pass (0: the whole batch at once): passes small enough
+    # for the caches to hold their activations (larger ones run slower: docs/benchmarks.md)
     flip_test: bool = True
     decode: Literal["quarter", "parabola"] = "quarter"
     kpt_score_thr: float = 0.2  # joints above this count towards the instance score
     # What runs the network (okspose.inference.engines): auto picks the fastest engine that keeps the answer on
     # this machine: the folded network in bf16 on CPUs with native bf16, ONNX Runtime fp32 on other CPUs (where
     # installed and its export pays), the folded network under autocast on CUDA. torch | onnxruntime pin one;
-    # onnxruntime-int8 (never picked by auto) runs the INT8 graph, calibrated on test.int8_calibration persons.
+    # onnxruntime-int8 (never picked by auto) runs the INT8 graph (calibration: test.int8_calibration*).
     engine: Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"] = "auto"
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where native; none: fp32, the reference
     fast: bool = True  # BatchNorm folded into the convs + channels_last (same fp32 maths); false: as trained
     compile: Literal["auto", True, False] = "auto"  # fast mode only: torch.compile (inductor, frozen weights);
     # auto: for jobs large enough to repay the compile time (okspose.compiled.AUTO_MIN_PERSONS)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    int8_calibration: int = 64  # INT8: calibrated on the crops of this many val persons (export --calibration)
+    # INT8: calibrated on the crops of the first int8_calibration persons (export --calibration) of the training
+    # split, or of int8_calibration_ann (a COCO keypoint file under data.root, its pictures in
+    # int8_calibration_images); a calibration set that shares pictures with the set INT8 is scored on is refused
+    # unless int8_calibration_overlap (ranges fitted to the scored persons flatter INT8's AP)
+    int8_calibration: int = 64
+    int8_calibration_ann: str = ""
+    int8_calibration_images: str = ""
+    int8_calibration_overlap: bool = False
     det_min_size: int = 800  # detector input: shorter image side resized to this (COCO's usual 800)
     det_amp: Literal["auto", "none", "bf16", "fp16"] = "none"  # detector autocast (boxes move slightly)
     det_top_k: int = 20  # person boxes kept per image (highest scores)

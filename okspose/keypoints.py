@@ -1,8 +1,8 @@
-"""Keypoint schemas: joint names, left/right flip pairs, skeletons, OKS sigmas, and mappings onto COCO-17.
+"""Keypoint schemas: joint names, left/right flip pairs, skeletons, half-body joints and OKS sigmas.
 
 Every other module takes a :class:`KeypointSchema` instead of hard-coding COCO, so AI Challenger, MPII and
-CrowdPose data can be trained on jointly through :attr:`KeypointSchema.to_coco`, and OKS-NMS, evaluation
-and pictures work for any of them. Joints are matched across schemas by name (``head_top`` everywhere).
+CrowdPose data can be trained on jointly, and OKS-NMS, evaluation and pictures work for any of them. Joints
+are matched across schemas by name (``head_top`` everywhere: :func:`okspose.data.remap.joint_map`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from okspose.errors import ConfigError
 
 @dataclass(frozen=True)
 class KeypointSchema:
-    """A named set of joints. ``to_coco[i]`` is the COCO-17 index of joint ``i`` or -1 when COCO lacks it.
+    """A named set of joints, with what flipping, drawing, half-body crops and OKS need to know of them.
 
     ``sigmas`` are the per-joint OKS falloffs (kappa_k = 2 sigma_k), used by OKS-NMS and the metric.
     The constructor checks that the pieces fit together and raises :class:`ConfigError` otherwise, since a
@@ -28,7 +28,6 @@ class KeypointSchema:
     joints: tuple[str, ...]
     flip_pairs: tuple[tuple[int, int], ...]
     skeleton: tuple[tuple[int, int], ...]
-    to_coco: tuple[int, ...]
     upper_body: tuple[int, ...] = field(default=())  # joints of the upper half, for half-body crops
     sigmas: tuple[float, ...] = field(default=())
 
@@ -38,8 +37,6 @@ class KeypointSchema:
             raise ConfigError(f"{where}: joint names must be non-empty and unique, got {list(self.joints)}")
         if len(self.sigmas) != k or not all(s > 0 for s in self.sigmas):
             raise ConfigError(f"{where}: needs {k} positive OKS sigmas (one per joint), got {list(self.sigmas)}")
-        if len(self.to_coco) != k:
-            raise ConfigError(f"{where}: to_coco needs {k} entries, got {len(self.to_coco)}")
         used = [i for pair in (*self.flip_pairs, *self.skeleton) for i in pair] + list(self.upper_body)
         if any(not 0 <= i < k for i in used):
             raise ConfigError(f"{where}: joint index out of range 0..{k - 1} in flip pairs, skeleton or upper body")
@@ -58,12 +55,6 @@ class KeypointSchema:
             perm[a], perm[b] = b, a
         return perm
 
-    def coco_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """(source joint indices, COCO joint indices) of the joints shared with COCO-17."""
-        src = np.array([i for i, c in enumerate(self.to_coco) if c >= 0], dtype=np.int64)
-        dst = np.array([self.to_coco[i] for i in src], dtype=np.int64)
-        return src, dst
-
 
 COCO17 = KeypointSchema(
     name="coco17",
@@ -77,17 +68,11 @@ COCO17 = KeypointSchema(
         (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
         (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
     ),
-    to_coco=tuple(range(17)),
     upper_body=tuple(range(11)),
     # Per-joint OKS falloff from the COCO keypoint evaluation (pycocotools cocoeval.py).
     sigmas=(0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
             0.107, 0.107, 0.087, 0.087, 0.089, 0.089),
 )
-
-
-def coco_indices_by_name(joints: tuple[str, ...]) -> tuple[int, ...]:
-    """``to_coco`` from joint names: the COCO-17 index of each joint COCO has by that name, else -1."""
-    return tuple(COCO17.joints.index(j) if j in COCO17.joints else -1 for j in joints)
 
 
 _AIC_JOINTS = (
@@ -102,7 +87,6 @@ AIC14 = KeypointSchema(
         (12, 13), (13, 0), (13, 3), (0, 1), (1, 2), (3, 4), (4, 5), (0, 6), (3, 9), (6, 9),
         (6, 7), (7, 8), (9, 10), (10, 11),
     ),
-    to_coco=coco_indices_by_name(_AIC_JOINTS),
     upper_body=(0, 1, 2, 3, 4, 5, 12, 13),
     # The official AI Challenger evaluation's per-joint deltas halved (delta = 2 sigma): AI_Challenger_2017
     # Evaluation/keypoint_eval/keypoint_eval.py, as listed in mmpose configs/_base_/datasets/aic.py.
@@ -123,7 +107,6 @@ MPII16 = KeypointSchema(
         (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
         (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15),
     ),
-    to_coco=coco_indices_by_name(_MPII_JOINTS),
     upper_body=(7, 8, 9, 10, 11, 12, 13, 14, 15),
     # MPII has no official OKS (its metric is PCKh). Limbs take COCO's sigma of the same joint; the centre
     # joints COCO lacks take what CrowdPose's evaluation uses for its head top and neck (0.079, for
@@ -146,7 +129,6 @@ CROWDPOSE14 = KeypointSchema(
         (10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3),
         (2, 4), (3, 5), (12, 13), (1, 13), (0, 13),
     ),
-    to_coco=coco_indices_by_name(_CROWDPOSE_JOINTS),
     upper_body=(0, 1, 2, 3, 4, 5, 12, 13),
     # The official CrowdPose evaluation (crowdposetools cocoeval.py, also xtcocotools and mmpose
     # configs/_base_/datasets/crowdpose.py): COCO's values for the limbs, 0.079 for head top and neck.
@@ -210,7 +192,6 @@ def schema_from_mapping(spec: dict[str, Any], where: str = "data.custom_schema")
         joints=joints,
         flip_pairs=pairs("flip_pairs"),
         skeleton=pairs("skeleton"),
-        to_coco=coco_indices_by_name(joints),
         upper_body=tuple(index(j, "upper_body") for j in spec.get("upper_body") or []),
         sigmas=sigmas,
     )

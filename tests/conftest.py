@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -29,3 +30,23 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OKSPOSE_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
         yield
+
+
+def person_biased(state: dict) -> dict:
+    """A torchvision Faster R-CNN state dict whose box classifier calls every proposal a person (score
+    e^10 / (e^10 + classes - 1), 0.996 on COCO's 91), so random weights give boxes for the tests to check."""
+    state = dict(state)
+    key = "roi_heads.box_predictor.cls_score"
+    state[f"{key}.weight"] = state[f"{key}.weight"].new_zeros(state[f"{key}.weight"].shape)
+    bias = state[f"{key}.bias"].new_zeros(state[f"{key}.bias"].shape)
+    bias[1] = 10.0  # torchvision's person label
+    state[f"{key}.bias"] = bias
+    return state
+
+
+def assert_boxes_in_picture(boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...]) -> None:
+    """xywh boxes of positive size inside a picture of ``shape`` (H, W, 3), scores falling."""
+    h, w = shape[:2]
+    assert boxes.dtype == np.float64 and np.all(np.isfinite(boxes)) and np.all(boxes[:, 2:] > 0)
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 0] + boxes[:, 2] <= w + 1e-6)
+    assert np.all(boxes[:, 1] + boxes[:, 3] <= h + 1e-6) and np.all(np.diff(scores) <= 0)

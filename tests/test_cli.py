@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from conftest import CONFIGS
+from conftest import CONFIGS, REPO
 
 from okspose.cli import main
 from okspose.evaluation import STAT_NAMES
 
 
 def test_help_lists_every_command(capsys):
+    """Every module of okspose/commands is a command that --help lists on a row of its own, with its help
+    text beside it, and no listed command lacks a module."""
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "test", "ablation", "predict", "eval-results", "model-info", "make-synthetic", "demo"):
-        assert command in out
+    modules = {p.stem.replace("_", "-") for p in (REPO / "okspose" / "commands").glob("*.py") if p.stem != "__init__"}
+    rows = dict(re.findall(r"^    ([a-z][a-z-]*) +(\S.*)$", out, flags=re.MULTILINE))
+    assert set(rows) == modules, sorted(set(rows) ^ modules)
 
 
 def test_model_info_of_the_seed(capsys):

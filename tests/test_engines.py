@@ -17,6 +17,7 @@ from torch import nn
 
 from okspose.cli import main
 from okspose.config import load_config
+from okspose.data.build import build_records
 from okspose.fileio import save_checkpoint
 from okspose.inference import compiled
 from okspose.inference.compiled import AUTO_MIN_PERSONS, AUTO_MIN_PERSONS_CACHED, FixedBatch, should_compile
@@ -76,8 +77,9 @@ def test_export_agrees_with_pytorch_at_any_batch(checkpoint, coco_mini, tmp_path
 
 
 def test_export_int8_keeps_the_first_and_last_conv_in_float(checkpoint, coco_mini, tmp_path, capsys):
-    """`okspose export --int8 --calibration N`: a QDQ graph calibrated on N val persons, whose first conv
-    (the pixels) and heatmap conv stay fp32, and which test.engine=onnxruntime-int8 then finds in the cache."""
+    """`okspose export --int8 --calibration N`: a QDQ graph calibrated on N training persons, checked on val
+    persons, whose first conv (the pixels) and heatmap conv stay fp32, and which test.engine=onnxruntime-int8
+    then finds in the cache."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -87,7 +89,9 @@ def test_export_int8_keeps_the_first_and_last_conv_in_float(checkpoint, coco_min
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--int8", "--calibration", "4",
                  f"data.root={coco_mini}", "--check-persons", "4"]) == 0
     printed = capsys.readouterr().out
-    assert "INT8, calibrated on 4 val persons" in printed and "within 1 crop pixel" in printed, printed
+    train_ann = coco_mini / "annotations" / "person_keypoints_train2017.json"
+    assert f"INT8, calibrated on 4 persons of {train_ann}" in printed and "within 1 crop pixel" in printed, printed
+    assert "4 val persons' crops apart from calibration" in printed, printed
     graph = onnx.load(str(out))
     ops = {n.op_type for n in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -98,6 +102,28 @@ def test_export_int8_keeps_the_first_and_last_conv_in_float(checkpoint, coco_min
         assert weight is None or weight.op_type != "DequantizeLinear", name
     cached = list(Path(os.environ["OKSPOSE_ONNX_CACHE"]).glob("*.onnx"))
     assert any(p.read_bytes() == out.read_bytes() for p in cached)
+
+
+def test_int8_calibrated_on_scored_pictures_is_refused(checkpoint, coco_mini, tmp_path, capsys):
+    """INT8 calibrated on val persons: `okspose test` refuses in one line before posing (AP on persons the
+    ranges were fitted to would flatter INT8), and `export --int8` checks on val persons calibration did not
+    read."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    on_val = [f"data.root={coco_mini}", "test.int8_calibration_ann=annotations/person_keypoints_val2017.json",
+              "test.int8_calibration_images=val2017", "test.int8_calibration=4"]
+    assert main(["test", "--checkpoint", str(checkpoint), "--boxes", "gt", "--engine", "onnxruntime-int8",
+                 "--out", str(tmp_path / "r.json"), *on_val]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reads 3 pictures of the scored val split" in err and "test.int8_calibration_overlap" in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r.json").exists()
+
+    val = build_records(load_config(CONFIG, [*OVERRIDES, f"data.root={coco_mini}"]), "val").image_paths
+    apart = [p for p in val if p not in val[:4]]  # persons in pictures the 4 calibration persons are not in
+    assert 0 < len(apart) < len(val) - 4
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "g.onnx"), "--int8",
+                 "--check-persons", "1000", *on_val]) == 0
+    assert f"{len(apart)} val persons' crops apart from calibration" in capsys.readouterr().out
 
 
 def test_predict_with_onnxruntime_matches_torch(checkpoint, tmp_path):

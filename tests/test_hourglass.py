@@ -112,7 +112,10 @@ def test_bf16_channels_last_close_to_fp32() -> None:
         assert rel < 0.05, rel
 
 
-def test_fold_batchnorm_matches_eval_model() -> None:
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_fold_batchnorm_matches_eval_model(sync_bn: bool) -> None:
+    """Folding leaves only the pre-activation BNs and the same outputs, also for a network trained with
+    train.sync_bn (its BNs are SyncBatchNorms, which training's validation folds too)."""
     model = StackedHourglass(num_stacks=2, num_features=32, num_joints=17)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = JointsMSELoss()
@@ -126,6 +129,9 @@ def test_fold_batchnorm_matches_eval_model() -> None:
     assert bn.running_mean.abs().max() > 0.05 and (bn.running_var - 1).abs().max() > 0.05
     assert (bn.weight - 1).abs().max() > 1e-3
 
+    if sync_bn:  # after the steps: a SyncBatchNorm trains only in a process group
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        bn = model.stem[0].bn
     model.eval()
     fused = fold_batchnorm(model)
     assert model.stem[0].bn is bn  # the original is untouched
@@ -133,7 +139,7 @@ def test_fold_batchnorm_matches_eval_model() -> None:
     conv_bn = [m for m in fused.modules() if isinstance(m, ConvBnAct)]
     assert conv_bn and all(isinstance(m.bn, nn.Identity) for m in conv_bn)
     # Only the residuals' pre-activation BNs remain.
-    num_bn = sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    num_bn = sum(isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm)) for m in fused.modules())
     assert num_bn == sum(1 for name, _ in fused.named_modules() if name.endswith(".norm"))
 
     x = torch.randn(2, 3, 64, 64)

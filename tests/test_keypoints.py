@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from okspose.config import build_schema, load_config
+from okspose.data.remap import joint_map
 from okspose.errors import ConfigError
 from okspose.keypoints import AIC14, COCO17, CROWDPOSE14, MPII16, SCHEMAS, get_schema
+
+LOWER_BODY = ("hip", "knee", "ankle", "pelvis")  # name endings of the joints below the upper half
 
 
 def mirror(name: str) -> str:
@@ -24,10 +29,22 @@ def test_builtin_schema_is_consistent(schema):
         if schema is not AIC14:  # AIC's sigmas were measured joint by joint, so left and right differ
             assert schema.sigmas[perm[i]] == schema.sigmas[i]
     assert len(schema.sigmas) == k and all(0 < s < 0.2 for s in schema.sigmas)
-    assert all(0 <= i < k for limb in schema.skeleton for i in limb)
-    for i, c in enumerate(schema.to_coco):  # the COCO mapping agrees with the names
-        assert (COCO17.joints[c] == schema.joints[i]) if c >= 0 else schema.joints[i] not in COCO17.joints
+    assert {i for limb in schema.skeleton for i in limb} == set(range(k))  # every joint is drawn
+    assert len({frozenset(limb) for limb in schema.skeleton}) == len(schema.skeleton)  # no limb twice
+    lower = [name for i, name in enumerate(schema.joints) if i not in schema.upper_body]
+    assert lower and all(name.endswith(LOWER_BODY) for name in lower), lower  # half-body crops split right
+    assert not any(schema.joints[i].endswith(LOWER_BODY) for i in schema.upper_body)
+    src, dst = joint_map(schema, COCO17)  # joint training matches joints by name
+    assert [schema.joints[i] for i in src] == [COCO17.joints[j] for j in dst]
+    assert {schema.joints[i] for i in src} == set(schema.joints) & set(COCO17.joints)
     assert get_schema(schema.name) is schema
+
+
+def test_coco17_is_cocos_own_category(coco_mini):
+    """Joint names and skeleton (1-based in the file) as COCO's annotation files give them."""
+    category = json.loads((coco_mini / "annotations/person_keypoints_val2017.json").read_text())["categories"][0]
+    assert list(COCO17.joints) == category["keypoints"]
+    assert [[a + 1, b + 1] for a, b in COCO17.skeleton] == category["skeleton"]
 
 
 def test_published_sigmas():
@@ -62,7 +79,6 @@ def test_custom_schema_from_config(tmp_path):
     assert schema.name == "arms5" and schema.num_joints == 5
     assert schema.flip_pairs == ((1, 2), (3, 4)) and schema.skeleton == ((0, 3), (3, 1), (0, 4))
     assert schema.sigmas == (0.05, 0.06, 0.06, 0.07, 0.07)
-    assert schema.to_coco == (-1, -1, -1, 7, 8)  # COCO names map by name
     # overrides reach into the mapping like any other setting
     cfg = load_config(None, ["data.schema=custom", f"data.custom_schema={CUSTOM}", "data.custom_schema.name=x"])
     assert build_schema(cfg).name == "x"

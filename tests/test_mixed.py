@@ -213,3 +213,36 @@ def test_a_coco_set_follows_data_selection_unless_it_says_otherwise(coco_mini: P
     plain = build_train_records(load_config(CONFIGS / "coco_mini_tiny.yaml", [f"data.root={coco_mini}",
                                                                                "data.selection=true"]))
     assert plain.dropped == {"train": expected["mini"][1]} and plain.sizes == {"train": expected["mini"][0]}
+
+
+class _Unreadable:
+    """A stand-in training set over two data sets of 10 and 90 samples whose samples ``bad`` cannot be read."""
+
+    seed, epoch = 0, 0
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad = bad
+
+    def __len__(self) -> int:
+        return 100
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict | None:
+        return None if index in self.bad else {"index": index}
+
+
+def test_an_unreadable_sample_is_replaced_from_its_own_set() -> None:
+    """Replacements come from the failed sample's set, so the sampler's mix of sets holds (drawn from all
+    sets, 9 in 10 replacements of the small set's samples would come from the large one)."""
+    from okspose.engine.train import ReplaceUnreadable
+
+    dataset = ReplaceUnreadable(_Unreadable(bad={3, 57}), sizes=[10, 90])
+    sources = []
+    for epoch in range(20):
+        dataset.set_epoch(epoch)
+        small, large = dataset[3], dataset[57]
+        assert small["skipped"] >= 1 and large["skipped"] >= 1
+        sources.append((small["index"], large["index"]))
+    assert all(s < 10 and s != 3 and 10 <= t != 57 for s, t in sources), sources

@@ -114,7 +114,14 @@ def count_blocks(layers: list, max_layers: int) -> int:
 
 
 def test_toy_space_size_quoted_above():
-    assert 4000 < count_blocks([], 3) < 5000
+    """next_layers enumerates the space counted by hand: U = 8 unary layers (conv 1/3/5, max 1/3, avg 1/3,
+    identity) on any earlier layer, add on two of equal width, concat on two (width 2 after a concat).
+    One layer: U blocks. Two: each first layer, then stop or one of 2U unary, add or concat: U(2U + 3).
+    Three: after a width-1 second layer (2U unary + add) stop or 3U unary + 3 add + 3 concat; after the
+    concat, stop or 3U unary + 1 add + 3 concat: 4,456 blocks, the three-layer toy's space (docs/search.md)."""
+    u = 8
+    assert [count_blocks([], n) for n in (1, 2, 3)] == [
+        u, u * (2 * u + 3), u * (1 + (2 * u + 1) * (1 + 3 * u + 6) + (1 + 3 * u + 4))]
 
 
 def test_same_seed_same_proposals_and_exact_resume():

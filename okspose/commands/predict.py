@@ -50,6 +50,7 @@ from tqdm import tqdm
 from okspose.checkpoints import Checkpoint
 from okspose.config import Config
 from okspose.data.records import SkipReport, read_image
+from okspose.data.remap import person_category
 from okspose.distributed import DistInfo, cleanup, gather_lists, init_distributed, shard
 from okspose.errors import DataError, OksposeError
 from okspose.fileio import save_image, save_json
@@ -321,12 +322,6 @@ class PredictSummary:
     predictions: Path
     results: Path
     pictures: list[Path]
-
-
-def person_category(schema: KeypointSchema) -> dict:
-    """COCO's person category for ``schema``, skeleton 1-based as in COCO files."""
-    return {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(schema.joints),
-            "skeleton": [[a + 1, b + 1] for a, b in schema.skeleton]}
 
 
 def coco_predictions(posed: list[PosedImage], items: Sequence[InputItem], schema: KeypointSchema,

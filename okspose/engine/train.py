@@ -11,6 +11,7 @@ import csv
 import io
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,18 +54,20 @@ class EpochStats:
 
 class ReplaceUnreadable(Dataset):
     """Training samples where an image that fails to decode (``data.on_error=skip``) is replaced by another
-    sample and counted in ``skipped``.
+    sample of the same data set and counted in ``skipped``.
 
     Every batch stays full, so every DDP rank runs the same number of optimizer steps: a rank that
     dropped a whole batch would never join the gradient all-reduce the others wait in. The replacement is
-    drawn from (seed, epoch, index, attempt) over the whole set, so it depends on neither the rank nor the
-    world size, and W processes still see what one process sees.
+    drawn from (seed, epoch, index, attempt) within the failed sample's own set (``sizes``: persons per set,
+    in the dataset's order), so the sampler's mix of sets (COCO : AI Challenger) holds, and it depends on
+    neither the rank nor the world size: W processes still see what one process sees.
     """
 
     attempts = 32
 
-    def __init__(self, dataset: TopDownDataset) -> None:
+    def __init__(self, dataset: TopDownDataset, sizes: Sequence[int]) -> None:
         self.dataset = dataset
+        self.ends = np.cumsum(sizes)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -74,15 +77,17 @@ class ReplaceUnreadable(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         d = self.dataset
+        part = int(np.searchsorted(self.ends, index, side="right"))
+        start, end = (self.ends[part - 1] if part else 0), self.ends[part]
         for attempt in range(self.attempts):
             source = index if attempt == 0 else int(
-                np.random.default_rng([d.seed, d.epoch, index, attempt]).integers(len(d)))
+                np.random.default_rng([d.seed, d.epoch, index, attempt]).integers(start, end))
             sample = d[source]
             if sample is not None:
                 sample["skipped"] = torch.tensor(attempt)
                 return sample
         raise DataError(f"{d.records.image_paths[index]}: cannot decode it, nor any of the "
-                        f"{self.attempts - 1} samples drawn to replace it (data.on_error=skip)")
+                        f"{self.attempts - 1} samples of its set drawn to replace it (data.on_error=skip)")
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -243,7 +248,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
         print(f"train data: {report.summary()}")
-    dataset = ReplaceUnreadable(train_set)
+    dataset = ReplaceUnreadable(train_set, list(sets.sizes.values()))
     # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
     # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W
     # processes with batch B (the last step also the padding's repeats).

@@ -6,9 +6,10 @@ The network is compiled for one batch size (the pose batch, doubled by the flip 
 (the last of a run) is padded, a larger one split, so a run never recompiles.
 
 Compiling costs time once per process; inductor's on-disk caches (FX graph and AOT autograd caches,
-under :func:`inductor_cache_dir`) make a second run on the same machine start in ~25 s instead of
-minutes, also for other weights of the same architecture. ``test.compile=auto`` therefore compiles only
-jobs large enough to repay the compile (:func:`should_compile`), and only where a compiler is present.
+under :func:`inductor_cache_dir`) make a second run on the same machine start in a fraction of that time,
+also for other weights of the same architecture (docs/benchmarks.md has the times). ``test.compile=auto``
+therefore compiles only jobs large enough to repay the compile (:func:`should_compile`), and only where a
+compiler is present.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ from okspose.models.hourglass import final_heatmaps
 CompileSetting = Literal["auto", True, False]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
-# test.compile=auto compiles a job of at least this many persons (crops). Measured on an idle 2-core AMD
-# EPYC with AVX512-BF16, no AMX (README, Benchmarks): a cold compile of HG-8 takes ~55-65 s (75-135 s on a
-# busy machine) and makes fp32 1.39x the fast mode (1.79 -> 2.49 persons/s), saving ~0.3 s per person with
-# the flip test, so it pays from ~200 persons. With the graph in inductor's cache the compile takes ~25 s
-# (20-40 s busy), which pays from ~80 persons at that rate; 50 was set from the busy machine's 1.6x.
+# test.compile=auto compiles a job of at least this many persons (crops): the count from which HG-8's compile
+# time is repaid by what compiling saves per person with the flip test, cold and with the graph in inductor's
+# cache (docs/benchmarks.md, "Compiling": the times on the 2-core AVX512-BF16 EPYC these were set from).
 AUTO_MIN_PERSONS = 200
 AUTO_MIN_PERSONS_CACHED = 50
 
@@ -80,7 +79,7 @@ def should_compile(setting: CompileSetting, persons: int, device: torch.device, 
     """``test.compile`` for a job of ``persons`` crops: True always compiles; "auto" compiles, where
     :func:`can_compile`, jobs of at least :data:`AUTO_MIN_PERSONS` persons (:data:`AUTO_MIN_PERSONS_CACHED`
     when the graph of ``key`` was compiled here before) - except bf16 on a CPU without AMX, where the
-    compiled graph measured no faster than eager bf16 (0.98-1.01x idle)."""
+    compiled graph measured no faster than eager bf16 (docs/benchmarks.md)."""
     if setting != "auto":
         return bool(setting)
     if device.type == "cpu" and amp_dtype == torch.bfloat16 and not torch.cpu._is_amx_tile_supported():

@@ -29,8 +29,8 @@ from okspose.inference.runtime import autocast
 
 PERSON_LABEL = 1  # COCO's person category id, and the first foreground class of a 2-class detector
 # Scores a model's own post-processing drops whatever score_floor says: with a floor of 0, Mask R-CNN
-# runs NMS over every proposal x 90 classes (~90k boxes), which cost 3 s of CPU per image in our
-# measurement, for boxes nobody would pose.
+# runs NMS over every proposal x 90 classes (~90k boxes), seconds of CPU per image (docs/benchmarks.md) for
+# boxes nobody would pose.
 MIN_CANDIDATE_SCORE = 1e-3
 COCO_WEIGHTS = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
 # The detectors --detector names, with their torchvision builders and COCO weights: Team OKS's Mask R-CNN

@@ -23,10 +23,9 @@ DeviceKind = Literal["cpu", "cuda"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 # Without a cached graph, test.engine=auto takes ONNX Runtime for a job of at least this many crops (persons,
-# twice with the flip test). Exporting HG-8 and opening its session costs tens of seconds on a 2-core AVX2
-# CPU, and ONNX Runtime saves about a quarter of a second per HG-8 crop there against the folded network in
-# fp32 (docs/benchmarks.md, AVX2-only EPYC): the export is repaid after ~160 crops. Export time and the
-# saving per crop both grow with the number of stacks, so one count serves HG-2 as well.
+# twice with the flip test): the count after which exporting HG-8 and opening its session is repaid by what
+# ONNX Runtime saves per crop against the folded network in fp32 (docs/benchmarks.md, the AVX2-only EPYC).
+# Export time and the saving per crop both grow with the number of stacks, so one count serves HG-2 as well.
 AUTO_ONNX_MIN_CROPS = 160
 
 

@@ -106,9 +106,9 @@ def records_of_images(records: PersonRecords, image_ids: Sequence[int]) -> Perso
 def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Choose the instances to report: rescoring, IoU-NMS and OKS-NMS as ``test`` switches them.
 
-    OKS-NMS runs per picture and scales OKS by the box's area (``test.oks_area=box``, the default: Team OKS's
-    choice) or by the padded crop's (``crop``, HRNet's and mmpose's, which suppresses more at the same
-    threshold).
+    OKS-NMS runs per picture and scales OKS by the box's area (``test.oks_area=box``, okspose's default: no
+    Team OKS code is public, nor do their slides say) or by the padded crop's (``crop``, HRNet's and
+    mmpose's, which suppresses more at the same threshold).
 
     Args:
         posed: the posed boxes of one or more pictures.

@@ -1,20 +1,23 @@
 """INT8 pose networks: ONNX Runtime's static quantization of the folded network's ONNX graph.
 
 QDQ format (the one ONNX Runtime's CPU kernels are tuned for), weights per output channel, activations
-uint8 with ranges calibrated on crops of real val persons. The first conv (it sees the normalised pixels)
-and the last heatmap conv (sub-pixel decoding takes logs of its outputs) stay in fp32, as they stay in
-fp32 under bf16 (:meth:`okspose.models.hourglass.StackedHourglass.float32_layers`). On x86 CPUs without
-VNNI the weights take 7 bits (``reduce_range``), which keeps ONNX Runtime's u8 x s8 products from
-saturating its 16-bit sums there. Needs the ``onnx`` extra.
+uint8 with ranges calibrated on crops of real persons apart from those INT8 is checked and scored on
+(:class:`Calibration`). The first conv (it sees the normalised pixels) and the last heatmap conv (sub-pixel
+decoding takes logs of its outputs) stay in fp32, as they stay in fp32 under bf16
+(:meth:`okspose.models.hourglass.StackedHourglass.float32_layers`). On x86 CPUs without VNNI the weights
+take 7 bits (``reduce_range``), which keeps ONNX Runtime's u8 x s8 products from saturating its 16-bit sums
+there. Needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib.metadata
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from okspose.config import Config
+from okspose.config import Config, build_schema
 from okspose.data.build import build_records
 from okspose.data.crops import ImageCrops
-from okspose.errors import OksposeError
+from okspose.data.records import PersonRecords, load_person_records
+from okspose.errors import ConfigError, OksposeError
 from okspose.inference.onnx_engine import (
     INPUT,
     OUTPUT,
@@ -43,37 +47,78 @@ CALIBRATION_BATCH = 8  # crops per calibration pass
 QUANTIZED_OPS = ["Conv", "Relu", "Add", "MaxPool", "Resize"]
 
 
-def val_crops(cfg: Config, persons: int) -> torch.Tensor | None:
-    """Normalised float32 crops [M, 3, H, W] of the first ``persons`` val persons whose pictures read, or
-    None where the config's val split is not on this machine."""
-    if not cfg.data_path("val_ann").is_file():
-        return None
-    records = build_records(cfg, "val")
-    records = records.subset(np.arange(min(persons, len(records))))
+def person_crops(cfg: Config, records: PersonRecords) -> torch.Tensor | None:
+    """Normalised float32 crops [M, 3, H, W] of ``records``' persons whose pictures read (None if none do)."""
     dataset = ImageCrops(records, cfg.data.input_size, cfg.data.padding, on_error="skip")
     crops = [item["image"] for item in (dataset[i] for i in range(len(dataset))) if "image" in item]
     return normalize_images(torch.cat(crops), torch.device("cpu")) if crops else None
 
 
+def val_records(cfg: Config) -> PersonRecords | None:
+    """The config's val persons, or None where its val split is not on this machine."""
+    return build_records(cfg, "val") if cfg.data_path("val_ann").is_file() else None
+
+
+def first_persons(records: PersonRecords, persons: int) -> PersonRecords:
+    """The first ``persons`` of ``records`` (all where fewer): the same persons on every run."""
+    return records.subset(np.arange(min(persons, len(records))))
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """INT8 calibration crops: those of the first ``persons`` val persons of ``cfg`` (``test.int8_calibration``,
-    ``okspose export --calibration``)."""
+    """INT8 calibration: the first ``persons`` persons (``test.int8_calibration``) of a set apart from the one
+    INT8 is scored on, so the activation ranges are not fitted to the persons the metric then counts. The set
+    is the training split (``data.train_ann``) unless ``test.int8_calibration_ann`` names another."""
 
     cfg: Config
     persons: int
 
+    @property
+    def ann(self) -> Path:
+        t = self.cfg.test
+        return self.cfg.data_path("train_ann") if not t.int8_calibration_ann else \
+            Path(self.cfg.data.root) / t.int8_calibration_ann
+
+    @functools.cached_property
+    def records(self) -> PersonRecords:
+        """The calibration persons (read once)."""
+        t = self.cfg.test
+        if not self.ann.is_file():
+            raise OksposeError(f"INT8 calibration needs the persons of {self.ann}, which cannot be read here "
+                               "(set data.root, data.train_ann or test.int8_calibration_ann)")
+        if not t.int8_calibration_ann:
+            return first_persons(build_records(self.cfg, "train"), self.persons)
+        images = Path(self.cfg.data.root) / t.int8_calibration_images
+        return first_persons(load_person_records(self.ann, images, build_schema(self.cfg), self.cfg.data.on_error),
+                             self.persons)
+
+    def images(self) -> set[Path]:
+        """The pictures calibration reads."""
+        return {Path(p).resolve() for p in self.records.image_paths}
+
     def crops(self) -> torch.Tensor:
-        crops = val_crops(self.cfg, self.persons)
+        crops = person_crops(self.cfg, self.records)
         if crops is None:
-            raise OksposeError(f"INT8 calibration needs the val persons of {self.cfg.data_path('val_ann')}, which "
-                               "cannot be read here (set data.root or data.val_ann)")
+            raise OksposeError(f"INT8 calibration: no picture of the first {self.persons} persons of {self.ann} "
+                               "could be read")
         return crops
 
+    def check_apart(self, scored: Iterable[str], what: str) -> None:
+        """Refuse to score the pictures ``scored`` (``what`` names their set) when calibration read any of
+        them, unless ``test.int8_calibration_overlap`` allows it."""
+        if self.cfg.test.int8_calibration_overlap:
+            return
+        shared = self.images() & {Path(p).resolve() for p in scored}
+        if shared:
+            raise ConfigError(f"INT8 calibration on {self.ann} reads {len(shared)} pictures of the scored {what} "
+                              f"(e.g. {min(shared)}): calibrate on another set (test.int8_calibration_ann) or "
+                              "allow it with test.int8_calibration_overlap=true")
+
     def describe(self) -> str:
-        """What decides the calibration crops, for the cache key."""
-        d = self.cfg.data
-        return f"{self.cfg.data_path('val_ann').resolve()}|{self.persons} persons|{d.input_size}|{d.padding}"
+        """What decides the calibration crops, for the cache key: the persons' pictures and boxes, the crop."""
+        digest = hashlib.sha256("|".join(self.records.image_paths).encode())
+        digest.update(np.ascontiguousarray(self.records.boxes, dtype=np.float64).tobytes())
+        return f"{digest.hexdigest()}|{len(self.records)} persons|{self.cfg.data.input_size}|{self.cfg.data.padding}"
 
 
 def has_vnni() -> bool:

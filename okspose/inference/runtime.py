@@ -29,9 +29,9 @@ def fast_bf16_cpu() -> bool:
 def resolve_amp(amp: AmpMode, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None: full fp32), for training and inference alike.
 
-    On CPUs "auto" picks bf16 wherever bf16 is native (AMX or AVX512-BF16: on a 2-core EPYC with
-    AVX512-BF16, measured on an idle machine, 2.8x the demo network's fp32 training steps and 2.8x HG-8's
-    fast-mode persons/s); where it is emulated (AVX2 only) bf16 is several times slower, so fp32.
+    On CPUs "auto" picks bf16 wherever bf16 is native (AMX or AVX512-BF16), where it trains and poses
+    several times faster than fp32 (docs/benchmarks.md); where it is emulated (AVX2 only) bf16 is slower
+    than fp32, so fp32.
     """
     if amp == "auto":
         if device.type == "cuda":  # bf16 needs no grad scaler; fp16 (older GPUs) trains with one

@@ -19,7 +19,7 @@ from okspose.config import Config, TestConfig
 from okspose.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints
 from okspose.fileio import save_json
-from okspose.inference.boxes import BoxSource, pose_val
+from okspose.inference.boxes import BoxSource, pose_val, val_image_paths
 from okspose.inference.instances import PosedInstances, gt_box_settings, results_for, select_instances
 from okspose.inference.poser import Poser
 from okspose.keypoints import KeypointSchema
@@ -84,7 +84,10 @@ def pose_and_score(poser: Poser, cfg: Config, source: BoxSource, info: DistInfo,
                    progress: bool = False) -> tuple[PosedInstances, Scored] | None:
     """Run on every rank: pose the val split with ``source``'s boxes and score it with ``cfg.test``
     (without IoU-NMS for ground-truth boxes). Rank 0 gets (all poses, their scoring), the others None;
-    what reading the records or boxes skipped is printed on stderr."""
+    what reading the records or boxes skipped is printed on stderr. INT8 calibrated on any val picture is
+    refused before posing (:meth:`~okspose.inference.quantize.Calibration.check_apart`)."""
+    if poser.test.engine == "onnxruntime-int8" and poser.calibration is not None:
+        poser.calibration.check_apart(val_image_paths(cfg).values(), f"val split {cfg.data_path('val_ann')}")
     posed, ids, report = pose_val(poser, cfg, source, info, progress)
     if not info.is_main:
         return None

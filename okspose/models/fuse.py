@@ -17,6 +17,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from okspose.models.hourglass import ConvBnAct
 
+# What a ConvBnAct's BN may be: BatchNorm2d, or SyncBatchNorm where training converted it (train.sync_bn), which
+# is no BatchNorm2d subclass but the same affine map in eval mode
+FOLDABLE = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Return an eval-mode copy of ``model`` with every :class:`ConvBnAct`'s BN folded into its conv.
@@ -27,7 +31,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
-        if isinstance(module, ConvBnAct) and isinstance(module.bn, nn.BatchNorm2d):
+        if isinstance(module, ConvBnAct) and isinstance(module.bn, FOLDABLE):
             module.conv = fuse_conv_bn_eval(module.conv, module.bn)
             module.bn = nn.Identity()
     return fused

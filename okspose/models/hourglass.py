@@ -185,9 +185,9 @@ class StackedHourglass(nn.Module):
     def float32_layers(self) -> list[str]:
         """The layers that reduced-precision inference keeps in float32: the last heatmap conv, whose
         outputs sub-pixel decoding takes logs of (in bf16 its rounding alone moves decoded joints about as
-        far as all other layers together, measured on trained networks; < 0.3% of the FLOPs), and the first
-        7x7 conv, which would otherwise see the normalised pixels rounded to bf16's 8-bit mantissa (with it
-        in bf16 the 1-stack test network moved 2 of 116 confident joints beyond 0.5 px; 0.4% of HG-8's FLOPs)."""
+        far as all other layers together; < 0.3% of the FLOPs), and the first 7x7 conv, which would otherwise
+        see the normalised pixels rounded to bf16's 8-bit mantissa (0.4% of HG-8's FLOPs). What each moved
+        on trained networks is in docs/benchmarks.md."""
         return ["stem.0", f"heads.{self.num_stacks - 1}.heatmaps"]
 
     def forward(self, x: Tensor) -> list[Tensor]:
