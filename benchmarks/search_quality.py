@@ -156,8 +156,9 @@ def versus(args: argparse.Namespace) -> None:
         iterations[k] = 1 if k <= rest else 0
     curves: dict[str, list[list[float]]] = {"q": [], "random": []}
     start = time.perf_counter()
-    for policy in ("q", "random"):
-        for seed in range(args.seeds):
+    # seed by seed, both policies each, so a run stopped early leaves whole pairs (resumed with --seeds)
+    for seed in range(args.seeds):
+        for policy in ("q", "random"):
             out = args.out / f"{policy}_{seed}"
             cfg = dataclasses.replace(base, search=dataclasses.replace(
                 base.search, output_dir=str(out), policy=policy, seed=seed, batch_size=batch,

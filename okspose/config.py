@@ -168,7 +168,7 @@ class SearchConfig:
     q_lr: float = 0.01
     discount: float = 1.0
     replay: int = 100  # past (code, reward) pairs replayed after each iteration
-    mu: float = 0.01  # reward = accuracy - mu * ln(GFLOPs) - rho * ln(density)
+    mu: float = 0.01  # reward = accuracy - mu * ln(the block's GFLOPs) - rho * ln(density)
     rho: float = 0.01
     executor: Literal["sequential", "ray"] = "sequential"
     workers: int = 0  # candidates in flight (0: one per GPU, or per cpus_per_candidate CPUs, of the Ray cluster)
@@ -179,7 +179,7 @@ class SearchConfig:
     reward_scale: Literal["normalized", "raw"] = "normalized"  # Q learns z-scores of the rewards (raw: the paper)
     shaping: Literal["even", "paper"] = "even"  # r/T at every step (paper: and all of r at the terminal step)
     policy: Literal["q", "random"] = "q"  # random: uniformly random blocks, the random-search baseline
-    cost: Literal["flops", "latency"] = "flops"  # the reward's cost term: GFLOPs, or ms per forward pass
+    cost: Literal["flops", "latency"] = "flops"  # the reward's cost: the block's GFLOPs, or its ms per forward pass
     proxy_data: Literal["synthetic", "coco", "mpii"] = "synthetic"  # synthetic: generated under output_dir
     synthetic_train: int = 200  # synthetic images (1-3 people each)
     synthetic_val: int = 40
