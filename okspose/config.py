@@ -138,7 +138,7 @@ class TestConfig:
     # al. 2017, "Soft-NMS: Improving Object Detection With One Line of Code"; github.com/bharatsingh430/soft-nms,
     # lib/nms/cpu_nms.pyx: cpu_soft_nms(sigma=0.5)). mmpose uses its oks_thr here instead.
     soft_oks_sigma: float = 0.5
-    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: keypoints.box_oks_area, or the padded crop (HRNet)
     metric_area: Literal["file", "box"] = "file"  # the metric's OKS scale: each val person's 'area', or
     # 0.53 x its box for files without one (a CrowdPose file, images with 'crowdIndex', always takes the box)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
