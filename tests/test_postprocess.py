@@ -360,7 +360,7 @@ def test_soft_oks_decay_is_its_own_setting():
     box = np.array([0.0, 0.0, 100.0, 200.0])
     records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
     posed = PosedInstances(records, np.stack([a, b]), crop_areas(records.boxes, 1.0, 1.25))
-    oks = ref_oks(a, b, 100.0 * 200.0, 100.0 * 200.0)
+    oks = ref_oks(a, b, 0.53 * 100.0 * 200.0, 0.53 * 100.0 * 200.0)  # the box-only OKS scale
     assert 0.3 < oks < 0.99
     base = dataclasses.replace(Config().test, iou_nms=False, soft_oks=True)
     assert base.soft_oks_sigma == 0.5  # Soft-NMS's published default
