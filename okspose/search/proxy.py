@@ -15,8 +15,8 @@ Reward = accuracy - mu * ln(cost) - rho * ln(block density), where the cost is t
 the median of timed forward passes at ``train.batch_size`` after warm-up, so a lab can search for the CPU or
 GPU it will deploy on), both of one block on the features it sees at the proxy's size (``num_features``
 channels at the hourglass's top resolution, input / 4). The whole proxy network's cost would not do: its
-fixed stem and heads dominate it, so from an identity block to five chained 5x5 convs its ln moves by less
-than the proxy's own noise and the term could not steer the search.
+fixed stem and heads dominate it, so from an identity block to five chained 5x5 convs mu x its ln moved the
+reward by 0.0065 at mu 0.01 (the block's: mu ln 126 = 0.048), too little to steer the search.
 """
 
 from __future__ import annotations
