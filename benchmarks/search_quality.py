@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from okspose.commands.search import prepare_data, run_search
 from okspose.config import Config, load_config
 from okspose.fileio import read_json, save_figure, save_json
+from okspose.intervals import paired_interval
 from okspose.models.build import build_model
 from okspose.models.complexity import count_parameters, measure_complexity
 from okspose.search.proxy import evaluate_candidate, proxy_accuracy, proxy_records, reward, train_proxy
@@ -156,8 +157,9 @@ def versus(args: argparse.Namespace) -> None:
         iterations[k] = 1 if k <= rest else 0
     curves: dict[str, list[list[float]]] = {"q": [], "random": []}
     start = time.perf_counter()
-    for policy in ("q", "random"):
-        for seed in range(args.seeds):
+    # seed by seed, both policies each, so a run stopped early leaves whole pairs (resumed with --seeds)
+    for seed in range(args.seeds):
+        for policy in ("q", "random"):
             out = args.out / f"{policy}_{seed}"
             cfg = dataclasses.replace(base, search=dataclasses.replace(
                 base.search, output_dir=str(out), policy=policy, seed=seed, batch_size=batch,
@@ -188,6 +190,13 @@ def versus(args: argparse.Namespace) -> None:
         print(f"{policy:6s} after {n} trained: best reward {summary[policy]['best_mean']:.4f} ± "
               f"{summary[policy]['best_sd']:.4f}, top-5 mean {summary[policy]['top5_mean']:.4f} ± "
               f"{summary[policy]['top5_sd']:.4f} (mean ± sd over seeds)")
+    for what in ("best", "top5"):
+        gap = paired_interval(summary["q"][what], summary["random"][what])
+        if gap is not None:
+            summary[f"{what}_q_minus_random"] = {"diffs": list(gap.diffs), "mean": gap.mean, "low": gap.low,
+                                                 "high": gap.high}
+            print(f"Q - random, {what}, paired by seed: {', '.join(f'{d:+.4f}' for d in gap.diffs)}; mean "
+                  f"{gap.mean:+.4f}, 95 % interval [{gap.low:+.4f}, {gap.high:+.4f}]")
     save_json(summary, args.out / "versus.json")
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()

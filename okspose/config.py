@@ -145,7 +145,7 @@ class TestConfig:
     # al. 2017, "Soft-NMS: Improving Object Detection With One Line of Code"; github.com/bharatsingh430/soft-nms,
     # lib/nms/cpu_nms.pyx: cpu_soft_nms(sigma=0.5)). mmpose uses its oks_thr here instead.
     soft_oks_sigma: float = 0.5
-    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: box w * h, or the padded crop (HRNet/mmpose)
+    oks_area: Literal["box", "crop"] = "box"  # OKS-NMS scale: keypoints.box_oks_area, or the padded crop (HRNet)
     metric_area: Literal["file", "box"] = "file"  # the metric's OKS scale: each val person's 'area', or
     # 0.53 x its box for files without one (a CrowdPose file, images with 'crowdIndex', always takes the box)
     vis_instance_thr: float = 0.3  # pictures: draw people scoring at least this (mmpose's default)
@@ -175,7 +175,7 @@ class SearchConfig:
     q_lr: float = 0.01
     discount: float = 1.0
     replay: int = 100  # past (code, reward) pairs replayed after each iteration
-    mu: float = 0.01  # reward = accuracy - mu * ln(GFLOPs) - rho * ln(density)
+    mu: float = 0.01  # reward = accuracy - mu * ln(the block's GFLOPs) - rho * ln(density)
     rho: float = 0.01
     executor: Literal["sequential", "ray"] = "sequential"
     workers: int = 0  # candidates in flight (0: one per GPU, or per cpus_per_candidate CPUs, of the Ray cluster)
@@ -186,7 +186,7 @@ class SearchConfig:
     reward_scale: Literal["normalized", "raw"] = "normalized"  # Q learns z-scores of the rewards (raw: the paper)
     shaping: Literal["even", "paper"] = "even"  # r/T at every step (paper: and all of r at the terminal step)
     policy: Literal["q", "random"] = "q"  # random: uniformly random blocks, the random-search baseline
-    cost: Literal["flops", "latency"] = "flops"  # the reward's cost term: GFLOPs, or ms per forward pass
+    cost: Literal["flops", "latency"] = "flops"  # the reward's cost: the block's GFLOPs, or its ms per forward pass
     proxy_data: Literal["synthetic", "coco", "mpii"] = "synthetic"  # synthetic: generated under output_dir
     synthetic_train: int = 200  # synthetic images (1-3 people each)
     synthetic_val: int = 40

@@ -32,7 +32,7 @@ from pycocotools.cocoeval import COCOeval
 
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import COCO17
+from okspose.keypoints import COCO17, box_oks_area
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -45,9 +45,6 @@ CROWD_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "APeasy", "APmed
 # Crowd index bounds of the medium and the hard images, as CrowdPose's evaluation code splits them (both
 # crowdposetools and xtcocotools: easy < 0.2 <= medium < 0.8 <= hard), which its published numbers use.
 CROWD_BOUNDS = (0.2, 0.8)
-
-# The OKS scale of a person taken from its box: 0.53 x width x height, CrowdPose's and xtcocotools' rule.
-BOX_AREA_SCALE = 0.53
 
 # Where the OKS scale of a ground-truth person comes from: its ``area`` field, or its box.
 Area = Literal["file", "box"]
@@ -170,7 +167,7 @@ def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area) -> COCO:
 def _with_box_area(coco_gt: COCO) -> COCO:
     """A copy whose persons' ``area`` is 0.53 x their box: pycocotools then scales OKS (and sorts persons
     into its area ranges) as CrowdPose's and xtcocotools' evaluations do for files without one."""
-    anns = [{**a, "area": a["bbox"][2] * a["bbox"][3] * BOX_AREA_SCALE} for a in coco_gt.dataset["annotations"]]
+    anns = [{**a, "area": float(box_oks_area(a["bbox"])[0])} for a in coco_gt.dataset["annotations"]]
     return _coco_from_dataset({**coco_gt.dataset, "annotations": anns})
 
 

@@ -195,3 +195,17 @@ def schema_from_mapping(spec: dict[str, Any], where: str = "data.custom_schema")
         upper_body=tuple(index(j, "upper_body") for j in spec.get("upper_body") or []),
         sigmas=sigmas,
     )
+
+
+# The OKS scale of a person known only by its box (no segmentation area: AI Challenger, detections, files
+# without ``area``): 0.53 x width x height, CrowdPose's and xtcocotools' rule, about what COCO's own
+# segmentation areas are of their boxes. Mining, OKS-NMS and the metric all take it from here, so that
+# "OKS < t" means the same in each; the full box would make every OKS higher (AI Challenger's own
+# evaluator uses it, so its OKS is not COCO's).
+BOX_AREA_SCALE = 0.53
+
+
+def box_oks_area(boxes_xywh: np.ndarray) -> np.ndarray:
+    """OKS scale [N] of box-only persons from their boxes [N, 4] (xywh): ``BOX_AREA_SCALE`` x w x h."""
+    boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+    return boxes[:, 2] * boxes[:, 3] * BOX_AREA_SCALE

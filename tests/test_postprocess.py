@@ -358,7 +358,7 @@ def test_soft_oks_decay_is_its_own_setting():
     box = np.array([0.0, 0.0, 100.0, 200.0])
     records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
     posed = PosedInstances(records, np.stack([a, b]), crop_areas(records.boxes, 1.0, 1.25))
-    oks = ref_oks(a, b, 100.0 * 200.0, 100.0 * 200.0)
+    oks = ref_oks(a, b, 0.53 * 100.0 * 200.0, 0.53 * 100.0 * 200.0)  # the box-only OKS scale
     assert 0.3 < oks < 0.99
     base = dataclasses.replace(Config().test, iou_nms=False, soft_oks=True)
     assert base.soft_oks_sigma == 0.5  # Soft-NMS's published default
@@ -584,14 +584,15 @@ def test_crop_areas_are_padded_aspect_fixed_boxes():
 
 
 def test_oks_area_setting_changes_the_area_used():
-    """Two poses whose OKS is below 0.5 at the box's area and above it at the (larger) crop's."""
+    """Two poses whose OKS is below 0.5 at the box-only scale (0.53 x w x h, the metric's and mining's) and
+    above it at the whole box's and at the (larger) crop's: oks_area=box keeps both, crop suppresses one."""
     rng = np.random.default_rng(6)
     a = np.concatenate([person(rng, np.array([50.0, 100.0]), 100), np.full((K, 1), 0.9)], 1)
     box = np.array([0.0, 0.0, 100.0, 200.0])
-    box_area, crop_area = 100.0 * 200.0, 200.0 * 200.0 * 1.25**2
+    box_area, whole_box = 0.53 * 100.0 * 200.0, 100.0 * 200.0  # the crop is larger still: 250 x 250
     shift = next(d for d in np.arange(1.0, 60.0, 0.5)
                  if ref_oks(a, a + [d, 0, 0], box_area, box_area)
-                 < 0.5 < ref_oks(a, a + [d, 0, 0], crop_area, crop_area))
+                 < 0.5 < ref_oks(a, a + [d, 0, 0], whole_box, whole_box))
     records = records_from_detections({1: "a.jpg"}, {1: (np.stack([box, box]), np.array([0.9, 0.8]))}, K)
     posed = PosedInstances(records, np.stack([a, a + [shift, 0, 0]]), crop_areas(records.boxes, 1.0, 1.25))
     kept = {}

@@ -199,6 +199,7 @@ def test_mined_persons_are_the_hard_ones_and_the_subset_reloads(smoke) -> None:
     mined_file = out / "runs" / "seed0" / "mined_0.33" / "aic_mined.json"
     summary = json.loads((out / "runs" / "seed0" / "mined_0.33" / "aic_mined_summary.json").read_text())
     assert summary["layout"] == "aic" and summary["mined"] >= 1 and summary["rest"] >= 1
+    assert summary["oks_scale"]["box_only"] == summary["persons"]  # AIC has no segmentation: 0.53 x box
     assert summary["mean_oks_mined"] < summary["mean_oks_rest"]
     assert summary["shared_joints"] == list(AIC14.joints[:12])  # head top and neck are not COCO joints
     assert (out / "runs" / "seed0" / "mined_0.33" / "aic_mined_oks.png").stat().st_size > 1000
@@ -223,6 +224,9 @@ def test_mine_hard_keeps_a_coco_file_in_coco_layout(smoke, tmp_path) -> None:
     assert summary["layout"] == "coco" and len(summary["shared_joints"]) == 17
     kept = load_person_records(tmp_path / "hard.json.gz", out / "data" / "val", COCO17)
     assert len(kept) == summary["mined"] and f"mined {summary['mined']} (OKS < 0.3" in text
+    # the synthetic people have segmentation areas: the file's, not the box-only scale
+    assert summary["oks_scale"] == {"box_only": 0, "area": summary["persons"], "box_scale": 0.53}
+    assert f"the file's 'area' for {summary['persons']}" in text
 
 
 def test_mine_hard_bad_input_is_one_line(smoke, tmp_path, capsys) -> None:

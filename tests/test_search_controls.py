@@ -1,4 +1,4 @@
-"""The search fails loud, retries failures when proposed again, and prices blocks by FLOPs or latency."""
+"""The search fails loud, retries failures when proposed again, and prices blocks by their own FLOPs or latency."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from okspose.models.blockqnn import blockqnn_pose_net
 from okspose.search.controller import ControllerSettings, QController
 from okspose.search.driver import DriverSettings, run_driver
 from okspose.search.executors import SequentialExecutor
-from okspose.search.proxy import evaluate_candidate, forward_latency_ms, reward
+from okspose.search.proxy import block_cost, candidate_config, evaluate_candidate, forward_latency_ms, reward
 from okspose.search.state import SearchState, load_state
 
 TINY = ["data.input_size=[32,32]", "data.heatmap_size=[8,8]", "model.num_features=8", "model.depth=1",
@@ -48,7 +48,8 @@ def failing_then_fine(code: str, out_dir: str) -> dict:
     tries.write_text(str(n))
     if n <= FAIL_UNTIL:
         raise RuntimeError(f"try {n} fails")
-    return {"accuracy": 0.5, "gflops": 1.0, "latency_ms": 2.0, "params": 1, "density": 1.0, "seconds": 0.0}
+    return {"accuracy": 0.5, "gflops": 1.0, "block_gflops": 0.1, "block_latency_ms": 2.0, "params": 1, "density": 1.0,
+            "seconds": 0.0}
 
 
 def test_a_failed_candidate_is_trained_again_when_proposed_again(tmp_path):
@@ -74,11 +75,37 @@ def test_a_failed_candidate_is_trained_again_when_proposed_again(tmp_path):
 
 def test_latency_cost_prices_a_block_by_its_forward_time():
     net = blockqnn_pose_net("1 conv3 0", 1, 8, 17, 1)
-    ms = forward_latency_ms(net, 4, (32, 32), torch.device("cpu"))
+    ms = forward_latency_ms(net, (4, 3, 32, 32), torch.device("cpu"))
     assert 0 < ms < 5000 and net.training  # measured in eval mode, the mode restored
-    result = {"accuracy": 0.8, "gflops": 0.5, "latency_ms": 20.0, "density": 2.0}
+    result = {"accuracy": 0.8, "gflops": 9.0, "block_gflops": 0.5, "block_latency_ms": 20.0, "density": 2.0}
     assert reward(result, 0.1, 0.01, "flops") == pytest.approx(0.8 - 0.1 * math.log(0.5) - 0.01 * math.log(2.0))
     assert reward(result, 0.1, 0.01, "latency") == pytest.approx(0.8 - 0.1 * math.log(20.0) - 0.01 * math.log(2.0))
+
+
+FIVE_CONV5 = "1 conv5 0; 2 conv5 1; 3 conv5 2; 4 conv5 3; 5 conv5 4"
+
+
+def test_cost_term_prices_the_block_not_the_stem(tmp_path):
+    """The reward's mu ln(GFLOPs) is the block's own: an identity block is its 1x1 output projection (C x C per
+    pixel), five chained 5x5 convs are 5 x 25 + 1 = 126 times that, so the term moves the reward by exactly
+    mu ln 126 (0.048 at mu 0.01; the whole network's GFLOPs, dominated by its fixed stem and heads, moved it
+    by 0.0065), and another stem or number of stacks does not change it."""
+    from okspose.commands.search import prepare_data
+    from okspose.config import load_config
+
+    cfg = prepare_data(load_config(CONFIGS / "search_synthetic.yaml", TINY), tmp_path)
+    mu, rho, channels, (w, h) = cfg.search.mu, cfg.search.rho, cfg.model.num_features, cfg.data.input_size
+    projection = 2 * channels * channels * (h // 4) * (w // 4) / 1e9  # one 1x1 conv's FLOPs at input / 4
+
+    def cost_term(code: str) -> float:
+        r = evaluate_candidate(code, cfg)
+        return r["accuracy"] - rho * math.log(r["density"]) - reward(r, mu, rho)
+
+    assert cost_term(FIVE_CONV5) - cost_term("1 identity 0") == pytest.approx(mu * math.log(126), rel=1e-9)
+    stacked = load_config(CONFIGS / "search_synthetic.yaml", [*TINY, "model.num_stacks=2", "model.depth=2"])
+    for code, k in (("1 identity 0", 1), (FIVE_CONV5, 126)):
+        for c in (cfg, stacked):
+            assert block_cost(candidate_config(c, code), torch.device("cpu"))[0] == pytest.approx(k * projection)
 
 
 def test_search_with_latency_cost_records_it(tmp_path):
@@ -87,4 +114,4 @@ def test_search_with_latency_cost_records_it(tmp_path):
 
     cfg = prepare_data(load_config(CONFIGS / "search_synthetic.yaml", [*TINY, "search.cost=latency"]), tmp_path)
     result = evaluate_candidate("1 conv3 0", cfg)
-    assert result["latency_ms"] > 0 and result["gflops"] > 0
+    assert result["block_latency_ms"] > 0 and result["gflops"] > result["block_gflops"] > 0

@@ -73,16 +73,16 @@ def test_search_writes_reports_and_its_best_block_trains_and_tests(tmp_path, cap
     assert all(reward == state.candidates[code].reward for code, reward in memory)
     for name in ("search_log.csv", "rewards.png", "best_blocks.png", "best_code.txt", "best_config.yaml"):
         assert (out / name).stat().st_size > 0, name
-    # The log holds every candidate once; reward = accuracy - mu ln(GFLOPs) - rho ln(density) from its columns,
+    # The log holds every candidate once; reward = accuracy - mu ln(block GFLOPs) - rho ln(density) from its columns,
     # and the accuracy is what its training measured.
     rows = list(csv.DictReader((out / "search_log.csv").open()))
     assert [r["code"] for r in rows] == sorted(state.candidates, key=lambda c: state.candidates[c].order)
     measured = {json.loads(p.read_text())["code"]: json.loads(p.read_text()) for p in (out / TRAININGS_DIR).glob("*")}
     mu = rho = 0.01  # search_synthetic.yaml
     for r in rows:
-        acc, gflops, density = float(r["accuracy"]), float(r["gflops"]), float(r["density"])
-        assert r["status"] == "ok" and 0.0 <= acc <= 1.0 and gflops > 0 and density > 0
-        assert acc == measured[r["code"]]["accuracy"] and gflops == measured[r["code"]]["gflops"]
+        acc, gflops, density = float(r["accuracy"]), float(r["block_gflops"]), float(r["density"])
+        assert r["status"] == "ok" and 0.0 <= acc <= 1.0 and float(r["gflops"]) > gflops > 0 and density > 0
+        assert acc == measured[r["code"]]["accuracy"] and gflops == measured[r["code"]]["block_gflops"]
         assert float(r["reward"]) == pytest.approx(acc - mu * math.log(gflops) - rho * math.log(density), abs=1e-12)
         assert float(r["reward"]) == state.candidates[r["code"]].reward
     best = max(state.candidates.values(), key=lambda c: c.reward)

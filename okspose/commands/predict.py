@@ -22,7 +22,8 @@ Outputs, in the ``out`` folder (JSON written atomically, by rank 0 only under ``
   labelled") with ``x = y = 0``, as in COCO, so that no training or evaluation code trusts a guessed
   joint (and COCO loaders, ours included, reject labelled joints outside the image). Its raw location
   stays in ``results.json``, and every joint's score is in the annotation's ``keypoint_scores``. ``bbox`` is the
-  posed person box clipped to the image and ``area`` its area (no segmentation exists). Video frames are
+  posed person box clipped to the image and ``area`` its box-only OKS scale, ``keypoints.box_oks_area`` (no
+  segmentation exists), as the metric, mining and OKS-NMS would take it. Video frames are
   named ``<video stem>/<frame:06d>.jpg`` (the layout of extracted frames) with ``video`` and
   ``frame_index`` fields added.
 * ``results.json``, the COCO keypoint results list (``[x, y, score] * K`` and the instance score) that
@@ -58,7 +59,7 @@ from okspose.inference.boxes import CHUNK_IMAGES, BoxSource, detect_records, fil
 from okspose.inference.detector import PersonDetector
 from okspose.inference.instances import Detections, records_from_detections, results_for, select_instances
 from okspose.inference.poser import Poser
-from okspose.keypoints import KeypointSchema
+from okspose.keypoints import KeypointSchema, box_oks_area
 from okspose.progress import LogProgress
 from okspose.progress import progress as progress_bar
 from okspose.run_config import command_config
@@ -349,7 +350,7 @@ def coco_predictions(posed: list[PosedImage], items: Sequence[InputItem], schema
                 "keypoint_scores": [round(float(s), 4) for s in kp[:, 2]],
                 "num_keypoints": int(good.sum()),
                 "bbox": [round(float(v), 2) for v in box],
-                "area": round(float(box[2] * box[3]), 2),
+                "area": round(float(box_oks_area(box)[0]), 2),
                 "score": res["score"],
             })
     return {"images": images, "annotations": annotations, "categories": [person_category(schema)]}, results

@@ -102,8 +102,9 @@ def progress_line(c: Candidate, state: SearchState, controller: QController) -> 
             f"iter {c.iteration + 1} eps {c.epsilon:.1f}")
     if c.status != "ok":
         return f"{head} FAILED after {c.attempts} attempt(s): {c.error} | {c.code}"
-    return (f"{head} reward {c.reward:.4f} acc {c.accuracy:.4f} {c.gflops:.3f} GFLOPs {c.latency_ms:.1f} ms "
-            f"{c.params / 1e6:.3f} M {c.seconds:.1f} s | best {best[0].reward:.4f} | {c.code}")
+    return (f"{head} reward {c.reward:.4f} acc {c.accuracy:.4f} {c.gflops:.3f} GFLOPs {c.params / 1e6:.3f} M, "
+            f"block {c.block_gflops:.4f} GFLOPs {c.block_latency_ms:.2f} ms, {c.seconds:.1f} s | "
+            f"best {best[0].reward:.4f} | {c.code}")
 
 
 def run_search(cfg: Config, resume: str | Path | None = None, address: str | None = None,

@@ -3,9 +3,9 @@
 The original layout is a JSON list of records ``{"image_id": str, "human_annotations": {name: [x1, y1,
 x2, y2]}, "keypoint_annotations": {name: [x, y, v] * 14}}`` with v = 1 visible, 2 occluded, 3 unlabeled.
 It is converted to a COCO dict (v: 2 visible, 1 occluded, 0 unlabeled at (0, 0); box xywh; ``area`` =
-box area, since AIC has no segmentation and OKS on AIC persons uses the box), so the COCO validation in
-:mod:`okspose.data.records` checks both formats the same way. Mapping into COCO-17 by joint name is
-:mod:`okspose.data.remap`'s job.
+:func:`okspose.keypoints.box_oks_area`, the OKS scale of a box-only person, since AIC has no segmentation),
+so the COCO validation in :mod:`okspose.data.records` checks both formats the same way. Mapping into
+COCO-17 by joint name is :mod:`okspose.data.remap`'s job.
 
 The original layout carries no image sizes. They are read from the image headers when ``image_dir``
 holds the images; otherwise the image record gets width/height = the extent of its labels and
@@ -24,7 +24,7 @@ from okspose.data.records import OnError, PersonRecords, SkipReport, read_annota
 from okspose.data.remap import person_category, remap_records
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import AIC14, KeypointSchema
+from okspose.keypoints import AIC14, KeypointSchema, box_oks_area
 
 AIC_TO_COCO_VISIBILITY = np.array([-1, 2, 1, 0])  # indexed by AIC's v: 1 visible, 2 occluded, 3 unlabeled
 
@@ -104,7 +104,7 @@ def aic_to_coco(records: object, source: str | Path, image_dir: str | Path | Non
         for name, box, kp in people:
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "bbox": box, "area": box[2] * box[3], "aic_human": name,
+                "bbox": box, "area": float(box_oks_area(box)[0]), "aic_human": name,
                 "keypoints": [float(v) if j % 3 < 2 else int(v) for j, v in enumerate(kp.ravel())],
                 "num_keypoints": int((kp[:, 2] > 0).sum()),
             })

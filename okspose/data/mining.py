@@ -4,7 +4,8 @@ in the layout it was read from (AI Challenger's original layout, or COCO).
 
 Team OKS added AI Challenger persons that a COCO-trained model gets wrong. "Wrong" is measured the way
 COCO scores a pose: OKS = mean over the labeled joints of exp(-d^2 / (2 A (2 sigma)^2)), with the COCO
-sigmas of the shared joints and A the person's area (AIC has no segmentation: the box area).
+sigmas of the shared joints and A the person's segmentation area, or for a person without one (all of AI
+Challenger) the box-only scale :func:`okspose.keypoints.box_oks_area` that the metric and OKS-NMS use too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from okspose.data.records import OnError, PersonRecords, SkipReport, records_fro
 from okspose.data.remap import joint_map
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import AIC14, COCO17, SCHEMAS, KeypointSchema, get_schema
+from okspose.keypoints import AIC14, COCO17, SCHEMAS, KeypointSchema, box_oks_area, get_schema
 
 _EPS = np.spacing(1)  # pycocotools' guard against a zero area
 
@@ -78,7 +79,8 @@ class ExternalSet:
     raw: object  # the parsed file
     data: dict  # as a COCO dict (AIC: with aic_image_id / aic_human per image / person)
     records: PersonRecords
-    areas: np.ndarray  # [N] OKS area per record: the annotation's area (AIC: its box area), else the box
+    areas: np.ndarray  # [N] OKS scale per record: the annotation's area, else box_oks_area (all of AIC)
+    from_box: np.ndarray  # [N] bool: the scale is box_oks_area (no segmentation area)
 
 
 def _guess_layout(raw: object, path: Path) -> str:
@@ -116,8 +118,9 @@ def read_external_set(path: str | Path, image_dir: str | Path, schema: str = "",
     records = records_from_coco(data, path, image_dir, sch, on_error, report)
     by_id = {a.get("id"): a for a in data["annotations"] if isinstance(a, dict)}
     areas = np.array([by_id[i].get("area") or 0.0 for i in records.ann_ids.tolist()], dtype=np.float64)
-    areas = np.where(areas > 0, areas, records.boxes[:, 2] * records.boxes[:, 3])  # AIC's area is its box
-    return ExternalSet(path, layout, sch, raw, data, records, areas)
+    from_box = (areas <= 0) | (layout == "aic")  # AIC's area is read_aic's box_oks_area
+    areas = np.where(from_box, box_oks_area(records.boxes), areas)
+    return ExternalSet(path, layout, sch, raw, data, records, areas, from_box)
 
 
 def subset_in_layout(ext: ExternalSet, keep_ann_ids: np.ndarray) -> object:

@@ -19,6 +19,7 @@ import numpy as np
 from okspose.config import TestConfig
 from okspose.data.records import PersonRecords
 from okspose.inference.nms import iou_nms, keypoint_instance_score, oks_nms, rescore, soft_oks_nms
+from okspose.keypoints import box_oks_area
 
 Detections = tuple[np.ndarray, np.ndarray]  # (boxes xywh [n, 4] image px float64, scores [n] float64), best first
 
@@ -130,7 +131,7 @@ def select_instances(posed: PosedInstances, test: TestConfig, sigmas: np.ndarray
     if not test.oks_nms:
         return keep, scores[keep]
     kept, final = [], []
-    areas = posed.crop_areas if test.oks_area == "crop" else posed.records.boxes[:, 2] * posed.records.boxes[:, 3]
+    areas = posed.crop_areas if test.oks_area == "crop" else box_oks_area(posed.records.boxes)
     image_ids = posed.records.image_ids[keep]
     for image_id in np.unique(image_ids):
         idx = keep[image_ids == image_id]

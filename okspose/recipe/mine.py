@@ -18,6 +18,7 @@ from okspose.distributed import DistInfo, barrier, gather_lists, shard
 from okspose.errors import OksposeError
 from okspose.fileio import save_figure, save_json, write_coco
 from okspose.inference.poser import Poser
+from okspose.keypoints import BOX_AREA_SCALE
 from okspose.run_config import command_config
 
 
@@ -105,6 +106,8 @@ def run_mine_hard(checkpoint: str | Path, data: str | Path, out: str | Path, oks
         "shared_joints": [ext.schema.joints[i] for i in src], "flip_test": cfg.test.flip_test,
         "rule": {"oks_thr": oks_thr} if oks_thr is not None else {"fraction": fraction}, "cut": cut,
         "persons": len(oks), "judged": int(judged.sum()), "mined": int(mined.sum()), "rest": int(rest.sum()),
+        "oks_scale": {"box_only": int(ext.from_box.sum()), "area": int((~ext.from_box).sum()),
+                      "box_scale": BOX_AREA_SCALE},
         "mean_oks_all": float(oks[judged].mean()),
         "mean_oks_mined": float(oks[mined].mean()) if mined.any() else None,
         "mean_oks_rest": float(oks[rest].mean()) if rest.any() else None,
@@ -125,11 +128,14 @@ def format_summary(s: dict) -> str:
     def mean(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    scale = s["oks_scale"]
     rule = f"OKS < {s['rule']['oks_thr']:g}" if "oks_thr" in s["rule"] else f"lowest {s['rule']['fraction']:.0%}"
     lines = [f"{s['source']} ({s['layout']} layout, {s['schema']}): {s['judged']} of {s['persons']} persons judged "
              f"over {len(s['shared_joints'])} shared joints",
              f"mined {s['mined']} ({rule}, cut {s['cut']:.3f}): mean OKS {mean(s['mean_oks_mined'])} vs the rest's "
-             f"{mean(s['mean_oks_rest'])} ({s['rest']} persons); all {s['mean_oks_all']:.3f}"]
+             f"{mean(s['mean_oks_rest'])} ({s['rest']} persons); all {s['mean_oks_all']:.3f}",
+             f"OKS scale: {scale['box_scale']:g} x box (no segmentation area) for {scale['box_only']} persons, the "
+             f"file's 'area' for {scale['area']}"]
     if s["unreadable_images"]:
         lines.append(f"unreadable pictures (not judged): {len(s['unreadable_images'])}")
     lines.append(f"wrote {s['out']}, {s['summary']}, {s['plot']}")

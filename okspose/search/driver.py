@@ -53,7 +53,8 @@ def _record(outcome: Outcome, state: SearchState, controller: QController, s: Dr
         return Candidate(**common, status="failed", reward=float("nan"), attempts=failures, error=outcome.error)
     r = outcome.result
     return Candidate(**common, status="ok", reward=reward(r, s.mu, s.rho, s.cost), accuracy=r["accuracy"],
-                     gflops=r["gflops"], latency_ms=r["latency_ms"], params=r["params"], density=r["density"],
+                     gflops=r["gflops"], block_gflops=r["block_gflops"],
+                     block_latency_ms=r["block_latency_ms"], params=r["params"], density=r["density"],
                      seconds=r["seconds"], attempts=failures + 1)
 
 

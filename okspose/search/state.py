@@ -28,8 +28,9 @@ class Candidate:
     status: str
     reward: float
     accuracy: float = 0.0
-    gflops: float = 0.0
-    latency_ms: float = 0.0  # median forward pass of the proxy network at the search's batch size
+    gflops: float = 0.0  # the proxy network's, per person
+    block_gflops: float = 0.0  # one block's, at the proxy's size: the reward's cost
+    block_latency_ms: float = 0.0  # one block's median forward pass at the search's batch size
     params: int = 0
     density: float = 0.0
     seconds: float = 0.0
