@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from okspose.errors import DataError
+from okspose.errors import DataError, OksposeError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,6 +62,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_writable(path: str | os.PathLike, kind: str) -> Path:
+    """Refuse, before any work, an output that could not be written at the end: ``kind`` names it in the
+    one-line message ("results file", "output folder"); a kind ending in "folder" is a folder, else a file.
+
+    The nearest existing folder is probed with a real temporary file, because ``os.access`` says yes to root
+    on a read-only mount or a folder without write permission.
+    """
+    path = Path(path)
+    folder = kind.endswith("folder")
+    if path.exists() and path.is_dir() != folder:
+        raise OksposeError(f"{path}: the {kind} is an existing {'file' if folder else 'folder'}")
+    probe = path if folder and path.is_dir() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OksposeError(f"{path}: cannot write the {kind}: {probe} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as err:
+        raise OksposeError(f"{path}: cannot write the {kind} in {probe} ({err.strerror})") from None
     return path
 
 
