@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
-from okspose.config import Config
+from okspose.config import Config, build_schema
 from okspose.data.build import build_train_dataset
 from okspose.data.dataset import TopDownDataset
 from okspose.data.records import SkipReport
@@ -31,7 +31,7 @@ from okspose.distributed import DistInfo, all_reduce_sum, barrier, cleanup, conv
 from okspose.errors import CheckpointError, ConfigError, DataError
 from okspose.fileio import save_checkpoint, save_text
 from okspose.inference.runtime import autocast, normalize_images, resolve_amp
-from okspose.inference.scoring import validate_gt_boxes
+from okspose.inference.scoring import val_ground_truth, validate_gt_boxes
 from okspose.loss import JointsMSELoss
 from okspose.models.build import build_model
 from okspose.progress import progress as progress_bar
@@ -243,6 +243,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
         print(f"train data: {report.summary()}")
+    if t.eval_every:  # a val file the metric cannot score stops now, not after the first epoch
+        val_ground_truth(cfg, build_schema(cfg))
     dataset = ReplaceUnreadable(train_set)
     # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
     # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W
