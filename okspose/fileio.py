@@ -100,6 +100,18 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
 
 
+def save_json_or_keep(obj: Any, path: str | os.PathLike, kind: str) -> Path:
+    """:func:`save_json`, except that when ``path`` cannot be written at the end of a long run (a full disk,
+    a folder gone) the data go to a file in the temporary folder that the one-line error names."""
+    try:
+        return save_json(obj, path)
+    except OSError as err:
+        fd, kept = tempfile.mkstemp(prefix=f"okspose-{Path(path).stem}-", suffix=".json")
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(obj).encode())
+        raise OksposeError(f"{path}: cannot write the {kind} ({err.strerror or err}); it is kept in {kept}") from None
+
+
 def stamp_matches(path: str | os.PathLike, settings: dict) -> bool:
     """Whether the JSON stamp at ``path`` (written with :func:`save_json` beside generated files) records
     exactly ``settings``, so the files can be reused instead of made again."""

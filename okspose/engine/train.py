@@ -29,7 +29,7 @@ from okspose.data.records import SkipReport
 from okspose.data.sampler import MixedSampler, mixed_sampler
 from okspose.distributed import DistInfo, all_reduce_sum, barrier, cleanup, convert_sync_batchnorm, init_distributed
 from okspose.errors import CheckpointError, ConfigError, DataError
-from okspose.fileio import save_checkpoint, save_text
+from okspose.fileio import check_writable, save_checkpoint, save_text
 from okspose.inference.runtime import autocast, normalize_images, resolve_amp
 from okspose.inference.scoring import val_ground_truth, validate_gt_boxes
 from okspose.loss import JointsMSELoss
@@ -232,7 +232,7 @@ def train(cfg: Config, resume: str | Path | None = None, device: str = "auto", i
 
 def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     t = cfg.train
-    out_dir = Path(t.output_dir)
+    out_dir = check_writable(t.output_dir, "train.output_dir folder")
     torch.manual_seed(t.seed)
     random.seed(t.seed)
     np.random.seed(t.seed)

@@ -20,7 +20,7 @@ from okspose.config import Config, TestConfig
 from okspose.data.records import SkipReport
 from okspose.distributed import DistInfo
 from okspose.evaluation import evaluate_keypoints, load_coco
-from okspose.fileio import save_json
+from okspose.fileio import save_json, save_json_or_keep
 from okspose.inference.boxes import BoxSource, pose_val
 from okspose.inference.instances import PosedInstances, gt_box_settings, results_for, select_instances
 from okspose.inference.poser import Poser
@@ -122,7 +122,7 @@ def run_test(poser: Poser, cfg: Config, source: BoxSource, out: Path, info: Dist
     if done is None:
         return None
     posed, scored = done
-    save_json(scored.results, out)
+    save_json_or_keep(scored.results, out, "results file")
     evaluation = scored.evaluation
     engine = poser.choice.as_dict() if poser.choice is not None else None  # None: nothing was posed
     save_json({"results": str(out), "boxes": source.describe(), **evaluation.as_dict(),
