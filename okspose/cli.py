@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from okspose import __version__
 from okspose.config import is_override, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
     )
+    parser.add_argument("--version", action="version", version=f"okspose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a pose network from a YAML config", epilog=EPILOG)
@@ -330,6 +332,10 @@ def _take_positionals(args: argparse.Namespace, extras: list[str], parser: argpa
     if kind == "inputs":
         if rest and _names_config(rest[0]):
             args.config = rest.pop(0)
+        typo = next((w for w in rest if "=" in w and not Path(w).exists()), None)
+        if typo:
+            parser.error(f"{args.command}: {typo} is neither an existing file nor a config override "
+                         "(overrides are section.key=value, e.g. test.flip_test=false)")
         if not rest:
             parser.error(f"{args.command}: give at least one image, folder or video")
         args.inputs = rest

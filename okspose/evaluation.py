@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from okspose.data.records import SkipReport
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import COCO17
+from okspose.keypoints import COCO17, SCHEMAS
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -127,6 +127,17 @@ def _value_problem(ann: dict, num_joints: int, box_area: bool, img_ids: set, cat
     return None
 
 
+def _schema_hint(values: object, crowd: bool) -> str:
+    """The built-in schemas a keypoint list of ``values`` numbers fits (CrowdPose's for a CrowdPose file),
+    as the words that choose one."""
+    names = [n for n, s in SCHEMAS.items() if values == 3 * s.num_joints]
+    if crowd and "crowdpose14" in names:
+        names = ["crowdpose14"]
+    if not names:
+        return ""
+    return f" (for {' or '.join(names)}: eval-results --schema {names[0]}, data.schema={names[0]})"
+
+
 def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: SkipReport | None = None) -> dict:
     """The one check of a ground-truth file, shared by every command that scores: the fields
     COCOeval('keypoints') reads, so a bad file fails here with the annotation id and field, not deep inside
@@ -150,7 +161,8 @@ def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: Sk
             raise DataError(f"{source}: categories[{i}] has no integer 'id'")
     img_ids = {img["id"] for img in dataset["images"]}
     cat_ids = {cat["id"] for cat in dataset["categories"]}
-    box_area = area == "box" or _crowd_index(dataset, source) is not None
+    crowd = _crowd_index(dataset, source) is not None
+    box_area = area == "box" or crowd
     keys = _GT_ANN_KEYS + (("bbox",) if box_area else ("area",))
     seen: set[int] = set()
     dropped: set[int] = set()
@@ -175,7 +187,7 @@ def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: Sk
         if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * num_joints:
             got = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else repr(ann["keypoints"])
             raise DataError(f"{where}: keypoints must be a list of {3 * num_joints} numbers ({num_joints} joints "
-                            f"of the schema evaluated), got {got}")
+                            f"of the schema evaluated), got {got}{_schema_hint(got, crowd)}")
         problem = _value_problem(ann, num_joints, box_area, img_ids, cat_ids)
         if problem is None:
             continue

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _PROC_STATUS = Path("/proc/self/status")
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 
 
 def _umask() -> int:
@@ -152,13 +153,15 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 
 
 def read_json(path: str | Path, what: str) -> object:
-    """Parsed JSON (``.json`` or gzipped ``.json.gz``), with a :class:`DataError` naming the file when it
-    is missing or not JSON."""
+    """Parsed JSON, plain or gzipped (known by gzip's magic bytes, whatever the name says), with a
+    :class:`DataError` naming the file when it is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = path.read_bytes()
+        if raw.startswith(GZIP_MAGIC) or path.suffix == ".gz":
+            raw = gzip.decompress(raw)
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None
