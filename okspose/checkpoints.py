@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, UnicodeDecodeError) as err:
+        with warnings.catch_warnings():  # torch's note on a plain pickle's protocol is no news to the user
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise (_refused(path, err) or _not_a_checkpoint(path, err)) from None
+    except (EOFError, KeyError, IndexError, ValueError, UnicodeDecodeError) as err:
         raise _not_a_checkpoint(path, err) from None  # the weights-only unpickler on other bytes
     except OSError as err:
         if err.errno != errno.EINVAL:
@@ -55,8 +61,25 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 _FORMAT_ERRORS = ("PytorchStreamReader", "inline_container", "unexpected EOF", "corrupted")
 
 
+def _refused(path: Path, err: Exception) -> CheckpointError | None:
+    """The error for a file that holds objects the weights-only unpickler refuses (a pickle that would run
+    code or build arbitrary classes), naming the blocked global; None for other unpickling errors. torch's
+    own message advises turning the check off, which okspose never does."""
+    blocked = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if "Weights only load failed" not in str(err) or blocked is None:
+        return None
+    return CheckpointError(f"{path}: holds objects that a weights-only load refuses (the global "
+                           f"{blocked.group(1)}); okspose loads only tensors and plain containers, so it is not read")
+
+
+# Lines of torch's weights-only message that advise rather than say what failed.
+_ADVICE = ("Weights only load failed", "weights_only", "Check the documentation", "Please file an issue")
+
+
 def _not_a_checkpoint(path: Path, err: Exception) -> CheckpointError:
-    reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = [line for line in lines if not any(a in line for a in _ADVICE)]
+    reason = (" ".join(said) or (lines[0] if lines else type(err).__name__))[:200]
     return CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or another format: {reason})")
 
 

@@ -7,13 +7,46 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from okspose import __version__
 from okspose.config import is_override, packaged_configs, split_overrides
 from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
           f"CONFIG is a YAML file or a packaged config: {', '.join(packaged_configs())}.")
+
+
+def _at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` (to ``high``), so a negative count is a usage error, not a
+    traceback."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {f'{low} to {high}' if high else f'at least {low}'}, "
+                                             f"got {value}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the network runs: auto (default: CUDA when available, else the CPU), cpu or cuda")
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -54,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="okspose", description="Top-down multi-person 2D pose estimation on COCO keypoints (Team OKS).",
     )
+    parser.add_argument("--version", action="version", version=f"okspose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a pose network from a YAML config", epilog=EPILOG)
     _add_config(p)
     p.add_argument("--resume", help="checkpoint.pth to continue from exactly")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.set_defaults(module="train")
 
     p = sub.add_parser("test", help="pose the val split (GT boxes, a detections file or a detector), print COCO stats",
@@ -70,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results JSON (default: OUTPUT_DIR/results_gt_boxes.json or results.json)")
     p.add_argument("--vis", metavar="DIR", help="also draw the predicted poses of the first images into DIR")
     _add_engine(p)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.set_defaults(module="test")
 
     p = sub.add_parser("ablation", help="Team OKS's ablation tables: instance score, NMS steps, GT boxes, data "
@@ -85,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeat it. The Data table lists these rows, then --checkpoint, with the test settings")
     _add_engine(p)
     p.add_argument("--out", help="also write the markdown to this file")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.set_defaults(module="ablation")
 
     p = sub.add_parser("eval-results", help="COCO keypoint AP/AR of a results file (pycocotools), or "
@@ -107,16 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-synthetic", help="generate the synthetic COCO-format people scenes")
     p.add_argument("out", help="output folder (gets annotations/, train/, val/)")
-    p.add_argument("--train", type=int, default=400, help="training images")
-    p.add_argument("--val", type=int, default=50, help="validation images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--max-people", type=int, default=3)
-    p.add_argument("--corrupt", type=float, default=0.0, metavar="FRACTION",
-                   help="give this fraction of train persons wrong keypoints (simulated false annotations)")
-    p.add_argument("--aic", type=int, default=0, metavar="N",
-                   help="also write N images of an external set in the AI Challenger layout to OUT/aic")
+    p.add_argument("--train", type=_at_least(0), default=400, metavar="N", help="training images (default 400)")
+    p.add_argument("--val", type=_at_least(0), default=50, metavar="N", help="validation images (default 50)")
+    p.add_argument("--seed", type=_at_least(0), default=0,
+                   help="the scenes' seed: the same seed writes the same files (default 0)")
+    p.add_argument("--width", type=_at_least(32), default=320, help="picture width in pixels (default 320)")
+    p.add_argument("--height", type=_at_least(32), default=256, help="picture height in pixels (default 256)")
+    p.add_argument("--max-people", type=_at_least(1, 254), default=3, metavar="N",
+                   help="people per picture: 1 to N (default 3)")
+    p.add_argument("--corrupt", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="give this fraction of train persons wrong keypoints (simulated false annotations; "
+                        "default 0)")
+    p.add_argument("--aic", type=_at_least(0), default=0, metavar="N",
+                   help="also write N images of an external set in the AI Challenger layout to OUT/aic (default 0)")
     p.set_defaults(module="make_synthetic")
 
     p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures")
@@ -144,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gets predictions.json (COCO annotations), results.json (COCO results) and vis/")
     p.add_argument("--no-vis", action="store_true", help="write the JSON files only, no pictures or videos")
     _add_engine(p)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.set_defaults(module="predict")
 
     p = sub.add_parser("select-data", help="drop persons whose keypoints sit far from their box (Team OKS's "
@@ -190,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or the set's folder in the config)")
     p.add_argument("--dataset", default="", metavar="NAME", help="with a config: the data.datasets entry to mine "
                    "(default: its only non-COCO-17 set)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. test.flip_test=true")
     p.set_defaults(module="mine_hard", positional_kind="overrides")
 
@@ -228,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "detector-box tables")
     g.add_argument("--mine-oks-thr", type=float, default=0.5, metavar="T",
                    help="mine the AI Challenger persons whose OKS is below T (default 0.5)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(g)
     p.add_argument("positionals", nargs="*", metavar="key=value", help="overrides of every model's config")
     p.set_defaults(module="reproduce", positional_kind="overrides")
 
@@ -296,6 +333,10 @@ def _take_positionals(args: argparse.Namespace, extras: list[str], parser: argpa
     if kind == "inputs":
         if rest and _names_config(rest[0]):
             args.config = rest.pop(0)
+        typo = next((w for w in rest if "=" in w and not Path(w).exists()), None)
+        if typo:
+            parser.error(f"{args.command}: {typo} is neither an existing file nor a config override "
+                         "(overrides are section.key=value, e.g. test.flip_test=false)")
         if not rest:
             parser.error(f"{args.command}: give at least one image, folder or video")
         args.inputs = rest

@@ -243,6 +243,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is str and isinstance(value, str | int | float):
         return str(value)
+    if value is None:  # `key=` on the command line, or `key:` in YAML
+        raise ConfigError(f"{where}: needs a value (a {getattr(tp, '__name__', tp)}), got an empty one")
     raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
@@ -253,14 +255,11 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+        raise ConfigError(f"{where or 'the config'}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
     kwargs = {}
     for key, value in values.items():
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{where}.{key}")
-        else:
-            kwargs[key] = _coerce(value, tp, f"{where}.{key}")
+        tp, inner = hints[key], f"{where}.{key}" if where else key
+        kwargs[key] = _build(tp, value, inner) if dataclasses.is_dataclass(tp) else _coerce(value, tp, inner)
     return cls(**kwargs)
 
 
@@ -277,6 +276,23 @@ def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     return [t for t in items if not is_override(t)], [t for t in items if is_override(t)]
 
 
+def _check_override_key(item: str, parents: list[str], leaf: str) -> None:
+    """An override must name a setting of :class:`Config`, so that a typo is blamed on the override and not
+    on the config file it is merged into."""
+    cls: Any = Config
+    for depth, part in enumerate([*parents, leaf]):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            where = ".".join(parents[:depth]) or "the config"
+            raise ConfigError(f"override {item!r}: unknown key {part!r} in {where}; known: {sorted(hints)}")
+        if depth < len(parents):
+            cls = hints[part]
+            if any(t is dict or typing.get_origin(t) is dict for t in (cls, *typing.get_args(cls))):
+                return  # a free-form mapping (data.custom_schema): its keys are checked where it is read
+            if not dataclasses.is_dataclass(cls):
+                raise ConfigError(f"override {item!r}: {'.'.join(parents[:depth + 1])} is a setting, not a section")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` strings (values parsed as YAML) to a nested dict."""
     for item in overrides:
@@ -284,6 +300,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
         *parents, leaf = key.split(".")
+        _check_override_key(item, parents, leaf)
         node = raw
         for part in parents:
             node = node.setdefault(part, {})
@@ -339,7 +356,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
         raw = merge_dicts(raw, loaded)
     raw = apply_overrides(raw, overrides or [])
-    return _build(Config, raw, str(path or "config"))
+    try:
+        return _build(Config, raw, "")
+    except ConfigError as err:  # the value came from the file, the overrides or the checkpoint's settings
+        sources = [*([str(path)] if path else []), *(["the overrides"] if overrides else []),
+                   *(["the checkpoint's settings"] if base else [])]
+        raise ConfigError(f"{err} (from {' or '.join(sources) or 'the defaults'})") from None
 
 
 def build_schema(cfg: Config) -> KeypointSchema:

@@ -30,9 +30,10 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from okspose.data.records import SkipReport
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import COCO17, box_oks_area
+from okspose.keypoints import COCO17, SCHEMAS, box_oks_area
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -96,9 +97,54 @@ def _crowd_index(dataset: dict, source: str) -> dict[int, float] | None:
     return {img["id"]: float(img["crowdIndex"]) for img in images}
 
 
-def _check_gt(dataset: Any, source: str, num_joints: int, area: Area) -> None:
-    """Check the fields COCOeval('keypoints') reads, so a bad GT file fails here, not deep inside it; the box
-    where it gives the OKS scale (``area="box"``, or a CrowdPose file), else the ``area``."""
+def _finite(x: Any) -> bool:
+    return _is_real(x) and math.isfinite(x)
+
+
+def _value_problem(ann: dict, num_joints: int, box_area: bool, img_ids: set, cat_ids: set) -> str | None:
+    """What makes one annotation unusable by the metric (the field and its value), or None.
+
+    Each of these would give a wrong number inside COCOeval rather than an error: a NaN OKS passes every
+    threshold, a negative area leaves the person out of every area range, an unknown image or category
+    drops the person silently.
+    """
+    if ann["image_id"] not in img_ids:
+        return f"image_id {ann['image_id']!r} is not among the images"
+    if ann["category_id"] not in cat_ids:
+        return f"category_id {ann['category_id']!r} is not among the categories {sorted(cat_ids)}"
+    kps = ann["keypoints"]
+    if not all(_finite(v) for v in kps):
+        return "keypoints must be finite numbers (NaN, infinite or non-numbers found)"
+    if box_area:
+        box = ann.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)) or min(box[2:]) <= 0:
+            return f"bbox must be 4 finite numbers [x, y, w, h] with w, h > 0, got {box!r}"
+    elif not _finite(ann["area"]) or ann["area"] <= 0:
+        return f"area must be a finite number above 0, got {ann['area']!r}"
+    return None
+
+
+def _schema_hint(values: object, crowd: bool) -> str:
+    """The built-in schemas a keypoint list of ``values`` numbers fits (CrowdPose's for a CrowdPose file),
+    as the words that choose one."""
+    names = [n for n, s in SCHEMAS.items() if values == 3 * s.num_joints]
+    if crowd and "crowdpose14" in names:
+        names = ["crowdpose14"]
+    if not names:
+        return ""
+    return f" (for {' or '.join(names)}: eval-results --schema {names[0]}, data.schema={names[0]})"
+
+
+def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: SkipReport | None = None) -> dict:
+    """The one check of a ground-truth file, shared by every command that scores: the fields
+    COCOeval('keypoints') reads, so a bad file fails here with the annotation id and field, not deep inside
+    COCOeval or as a wrong number. A person COCO's metric ignores (a crowd region, or no labelled joint)
+    whose values are unusable is dropped and counted in ``report`` instead. The box gives the OKS scale
+    where ``area="box"`` or in a CrowdPose file, else the ``area``.
+
+    Returns:
+        The dataset, without the dropped persons (the same object when none is dropped).
+    """
     if not isinstance(dataset, dict):
         raise DataError(f"{source}: expected a JSON object at the top level, got {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -110,8 +156,13 @@ def _check_gt(dataset: Any, source: str, num_joints: int, area: Area) -> None:
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
             raise DataError(f"{source}: categories[{i}] has no integer 'id'")
-    box_area = area == "box" or _crowd_index(dataset, source) is not None
+    img_ids = {img["id"] for img in dataset["images"]}
+    cat_ids = {cat["id"] for cat in dataset["categories"]}
+    crowd = _crowd_index(dataset, source) is not None
+    box_area = area == "box" or crowd
     keys = _GT_ANN_KEYS + (("bbox",) if box_area else ("area",))
+    seen: set[int] = set()
+    dropped: set[int] = set()
     for i, ann in enumerate(dataset["annotations"]):
         if not isinstance(ann, dict):
             raise DataError(f"{source}: annotations[{i}] is not an object")
@@ -120,13 +171,31 @@ def _check_gt(dataset: Any, source: str, num_joints: int, area: Area) -> None:
             hint = " (to scale OKS by 0.53 x the box instead: eval-results --area box, test.metric_area=box)"
             raise DataError(f"{source}: annotations[{i}] lacks {', '.join(map(repr, missing))}"
                              f"{hint if 'area' in missing else ''}")
-        box = ann.get("bbox")
-        if box_area and not (isinstance(box, list) and len(box) == 4 and all(
-                _is_real(v) and math.isfinite(v) for v in box)):
-            raise DataError(f"{source}: annotations[{i}] bbox must be 4 finite numbers [x, y, w, h], got {box!r}")
+        where = f"{source}: annotation {ann['id']!r} (annotations[{i}])"
+        for key in ("id", "image_id", "category_id", "num_keypoints"):
+            if not _is_int(ann[key]) or (key == "num_keypoints" and ann[key] < 0):
+                raise DataError(f"{where}: {key} must be {'a count' if key == 'num_keypoints' else 'an integer'}, "
+                                f"got {ann[key]!r}")
+        if ann["id"] in seen:  # COCO's index keeps one of them, so both would be scored as the same person
+            raise DataError(f"{where}: id {ann['id']} is used by another annotation too")
+        seen.add(ann["id"])
+        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], float):
+            raise DataError(f"{where}: iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
         if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * num_joints:
-            raise DataError(f"{source}: annotations[{i}] keypoints must be a list of {3 * num_joints} numbers "
-                             f"({num_joints} joints of the schema evaluated), got {len(ann['keypoints'])}")
+            got = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else repr(ann["keypoints"])
+            raise DataError(f"{where}: keypoints must be a list of {3 * num_joints} numbers ({num_joints} joints "
+                            f"of the schema evaluated), got {got}{_schema_hint(got, crowd)}")
+        problem = _value_problem(ann, num_joints, box_area, img_ids, cat_ids)
+        if problem is None:
+            continue
+        if not (ann["iscrowd"] or ann["num_keypoints"] == 0):
+            raise DataError(f"{where}: {problem}")
+        dropped.add(i)
+        if report is not None:
+            report.add("ignored person with unusable values", f"{where}: {problem}")
+    if not dropped:
+        return dataset
+    return {**dataset, "annotations": [a for i, a in enumerate(dataset["annotations"]) if i not in dropped]}
 
 
 def _coco_from_dataset(dataset: dict) -> COCO:
@@ -138,30 +207,30 @@ def _coco_from_dataset(dataset: dict) -> COCO:
     return coco
 
 
-def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area = "file") -> COCO:
+def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area = "file",
+              report: SkipReport | None = None) -> COCO:
     """Load and validate a COCO-format keypoint annotation file, so a bad file fails with its name.
 
     Args:
         path: the annotation file (``.json`` or gzipped ``.json.gz``).
         num_joints: K; every annotation's ``keypoints`` must hold 3K numbers.
         area: ``file``: every annotation needs an ``area`` (not in a CrowdPose file); ``box``: a ``bbox``.
+        report: counts the persons COCO's metric ignores that were dropped for unusable values.
 
     Returns:
         COCO: the indexed ground truth.
 
     Raises:
-        DataError: when the file is missing, not JSON, or lacks a field COCOeval reads.
+        DataError: when the file is missing, not JSON, or has an annotation the metric cannot score right.
     """
-    dataset = read_json(path, "annotation")
-    _check_gt(dataset, str(path), num_joints, area)
-    return _coco_from_dataset(dataset)
+    return _coco_from_dataset(_check_gt(read_json(path, "annotation"), str(path), num_joints, area, report))
 
 
-def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area) -> COCO:
+def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area, report: SkipReport | None) -> COCO:
     if isinstance(gt, COCO):
-        _check_gt(gt.dataset, "ground truth", num_joints, area)
-        return gt
-    return load_coco(gt, num_joints, area)
+        dataset = _check_gt(gt.dataset, "ground truth", num_joints, area, report)
+        return gt if dataset is gt.dataset else _coco_from_dataset(dataset)
+    return load_coco(gt, num_joints, area, report)
 
 
 def _with_box_area(coco_gt: COCO) -> COCO:
@@ -175,8 +244,10 @@ def _with_box_area(coco_gt: COCO) -> COCO:
 # Results
 # --------------------------------------------------------------------------------------------------
 
-def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set[int], num_joints: int) -> dict:
-    """Validate one result and return a fresh plain-Python copy (loadRes mutates what it is given)."""
+def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set[int], num_joints: int,
+                  with_box: bool) -> dict:
+    """Validate one result and return a fresh plain-Python copy (loadRes mutates what it is given), with
+    its ``bbox`` when ``with_box``."""
     where = f"{source}: record {i}"
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected an object, got {type(rec).__name__}")
@@ -200,17 +271,24 @@ def _clean_record(rec: Any, i: int, source: str, img_ids: set[int], cat_ids: set
                          f"schema's {num_joints} joints)")
     if not np.isfinite(kpts).all():
         raise DataError(f"{where}: keypoints contain NaN or infinite values")
-    return {"image_id": int(image_id), "category_id": int(category_id),
-            "keypoints": kpts.astype(float).tolist(), "score": float(score)}
+    clean = {"image_id": int(image_id), "category_id": int(category_id),
+             "keypoints": kpts.astype(float).tolist(), "score": float(score)}
+    if with_box:
+        box = rec.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_real(v) and math.isfinite(v) for v in box)):
+            raise DataError(f"{where}: bbox must be 4 finite numbers [x, y, w, h] as in record 0 (pycocotools "
+                            f"takes the boxes of every record when the first has one), got {box!r}")
+        clean["bbox"] = [float(v) for v in box]
+    return clean
 
 
 def load_results(
     path_or_list: str | Path | list[dict], coco_gt: COCO, num_joints: int = COCO17.num_joints
 ) -> list[dict]:
-    """Validate COCO keypoint results against ``coco_gt`` and return clean copies with just the four fields.
-
-    Extra fields (e.g. ``bbox``) are dropped on purpose: with a ``bbox`` present pycocotools would take the
-    box area instead of the keypoint extent as the detection area, which changes APm/APl.
+    """Validate COCO keypoint results against ``coco_gt`` and return clean copies of the fields pycocotools
+    reads: the four, and ``bbox`` when the first record has a non-empty one. pycocotools' ``loadRes`` then
+    takes each detection's area (which sorts unmatched detections into the area ranges: APm, APl) from its
+    box instead of its keypoints' extent, so keeping it keeps the metric pycocotools gives the file.
 
     Args:
         path_or_list: a results file (``.json`` or ``.json.gz``), or the records themselves (not modified).
@@ -219,7 +297,7 @@ def load_results(
 
     Returns:
         list[dict]: one ``{"image_id": int, "category_id": int, "keypoints": list[float] (3K), "score": float}``
-        per record, in input order.
+        (and ``"bbox": list[float]``) per record, in input order.
 
     Raises:
         DataError: naming the source and record index of the first invalid record.
@@ -233,7 +311,8 @@ def load_results(
         raise DataError(f"{source}: results must be a list of objects, got {type(records).__name__}")
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
-    return [_clean_record(rec, i, source, img_ids, cat_ids, num_joints) for i, rec in enumerate(records)]
+    with_box = bool(records) and isinstance(records[0], dict) and records[0].get("bbox") not in (None, [])
+    return [_clean_record(rec, i, source, img_ids, cat_ids, num_joints, with_box) for i, rec in enumerate(records)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +343,16 @@ def _cocoeval(coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float], ids: list[i
     return ev
 
 
+def _detections(coco_gt: COCO, dets: list[dict]) -> COCO:
+    """The results as pycocotools' ``loadRes`` indexes them; none (which ``loadRes`` cannot load) as an index
+    without annotations, which COCOeval scores as it would any missed person: 0 where a range has ground
+    truth, -1 where it has none."""
+    if dets:
+        return coco_gt.loadRes(dets)
+    keep = ("images", "categories")
+    return _coco_from_dataset({**{k: coco_gt.dataset[k] for k in keep}, "annotations": []})
+
+
 def _crowdpose_stats(coco_gt: COCO, dets: list[dict], sigmas: Sequence[float], ids: list[int],
                      index: dict[int, float]) -> dict[str, float]:
     """CrowdPose's metric on a ground truth that already has the box areas: AP/AR over ``ids``, then AP over
@@ -271,10 +360,7 @@ def _crowdpose_stats(coco_gt: COCO, dets: list[dict], sigmas: Sequence[float], i
     group without images). A group's AP is COCOeval's over its images; CrowdPose's code averages the raw
     precision array instead, which is the same for its one category. Like xtcocotools, predictions whose
     joints all score 0 are left out."""
-    dets = [d for d in dets if max(d["keypoints"][2::3]) > 0]
-    if not dets:
-        return dict.fromkeys(CROWD_STAT_NAMES, 0.0)
-    coco_dt = coco_gt.loadRes(dets)
+    coco_dt = _detections(coco_gt, [d for d in dets if max(d["keypoints"][2::3]) > 0])
     every = _cocoeval(coco_gt, coco_dt, sigmas, ids).stats
     stats = [every[i] for i in (0, 1, 2, 5, 6, 7)]
     crowd = np.array([index[i] for i in ids])
@@ -292,14 +378,16 @@ def evaluate_keypoints(
     verbose: bool = False,
     sigmas: Sequence[float] = COCO17.sigmas,
     area: Area = "file",
+    report: SkipReport | None = None,
 ) -> dict[str, float]:
     """Compute COCO keypoint AP/AR with pycocotools after checking both inputs, or CrowdPose's metric for
     a CrowdPose file (one whose images carry a ``crowdIndex``).
 
     COCOeval's keypoint settings: at most 20 detections per image, OKS thresholds 0.50:0.05:0.95. OKS uses
     ``sigmas``, the schema's per-joint falloffs (COCO-17's by default); ground truth and results must have
-    one keypoint per sigma. An empty result list scores 0.0 everywhere (pycocotools cannot load one). As in
-    pycocotools, an area range with no ground truth in the evaluated images reports -1.
+    one keypoint per sigma. As in pycocotools, an area range with no ground truth in the evaluated images
+    reports -1, with results or without (an empty list, which pycocotools' ``loadRes`` cannot load, scores
+    as no detection does in COCOeval).
 
     Args:
         gt: the ground-truth annotation file or an already loaded :class:`COCO`.
@@ -309,6 +397,7 @@ def evaluate_keypoints(
         sigmas: [K] per-joint OKS falloffs.
         area: the OKS scale (and area range) of a ground-truth person: ``file``, its ``area``; ``box``,
             0.53 x its box, for files without ``area``. A CrowdPose file always takes the box.
+        report: counts the ignored ground-truth persons dropped for unusable values (see :func:`load_coco`).
 
     Returns:
         dict[str, float]: ``{name: value}`` for every name of ``STAT_NAMES`` (``CROWD_STAT_NAMES`` for a
@@ -319,18 +408,16 @@ def evaluate_keypoints(
         DataError: on an invalid ground-truth or results file or record.
         ValueError: when ``img_ids`` is empty or names images absent from the ground truth.
     """
-    coco_gt = _as_coco(gt, len(sigmas), area)
+    coco_gt = _as_coco(gt, len(sigmas), area, report)
     index = _crowd_index(coco_gt.dataset, "ground truth")
     dets = load_results(results, coco_gt, len(sigmas))
     ids = _check_img_ids(img_ids, coco_gt) if img_ids is not None else None
-    if not dets:
-        return dict.fromkeys(STAT_NAMES if index is None else CROWD_STAT_NAMES, 0.0)
     if area == "box" or index is not None:
         coco_gt = _with_box_area(coco_gt)
     with _quiet(verbose):
         if index is not None:
             return _crowdpose_stats(coco_gt, dets, sigmas, ids or sorted(coco_gt.getImgIds()), index)
-        ev = _cocoeval(coco_gt, coco_gt.loadRes(dets), sigmas, ids)
+        ev = _cocoeval(coco_gt, _detections(coco_gt, dets), sigmas, ids)
     return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
 
 

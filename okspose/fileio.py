@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from okspose.errors import DataError
+from okspose.errors import DataError, OksposeError
 
 if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
 
 _PROC_STATUS = Path("/proc/self/status")
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 
 
 def _umask() -> int:
@@ -65,6 +66,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def check_writable(path: str | os.PathLike, kind: str) -> Path:
+    """Refuse, before any work, an output that could not be written at the end: ``kind`` names it in the
+    one-line message ("results file", "output folder"); a kind ending in "folder" is a folder, else a file.
+
+    The nearest existing folder is probed with a real temporary file, because ``os.access`` says yes to root
+    on a read-only mount or a folder without write permission.
+    """
+    path = Path(path)
+    folder = kind.endswith("folder")
+    if path.exists() and path.is_dir() != folder:
+        raise OksposeError(f"{path}: the {kind} is an existing {'file' if folder else 'folder'}")
+    probe = path if folder and path.is_dir() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OksposeError(f"{path}: cannot write the {kind}: {probe} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as err:
+        raise OksposeError(f"{path}: cannot write the {kind} in {probe} ({err.strerror})") from None
+    return path
+
+
 def user_cache_dir(name: str, env: str) -> Path:
     """A per-user cache folder: ``$<env>`` if set, else ``$XDG_CACHE_HOME/okspose/<name>`` (default
     ``~/.cache/okspose/<name>``), which survives a reboot where /tmp does not."""
@@ -75,6 +99,18 @@ def user_cache_dir(name: str, env: str) -> Path:
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
+
+
+def save_json_or_keep(obj: Any, path: str | os.PathLike, kind: str) -> Path:
+    """:func:`save_json`, except that when ``path`` cannot be written at the end of a long run (a full disk,
+    a folder gone) the data go to a file in the temporary folder that the one-line error names."""
+    try:
+        return save_json(obj, path)
+    except OSError as err:
+        fd, kept = tempfile.mkstemp(prefix=f"okspose-{Path(path).stem}-", suffix=".json")
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(obj).encode())
+        raise OksposeError(f"{path}: cannot write the {kind} ({err.strerror or err}); it is kept in {kept}") from None
 
 
 def stamp_matches(path: str | os.PathLike, settings: dict) -> bool:
@@ -117,13 +153,15 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 
 
 def read_json(path: str | Path, what: str) -> object:
-    """Parsed JSON (``.json`` or gzipped ``.json.gz``), with a :class:`DataError` naming the file when it
-    is missing or not JSON."""
+    """Parsed JSON, plain or gzipped (known by gzip's magic bytes, whatever the name says), with a
+    :class:`DataError` naming the file when it is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = path.read_bytes()
+        if raw.startswith(GZIP_MAGIC) or path.suffix == ".gz":
+            raw = gzip.decompress(raw)
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None

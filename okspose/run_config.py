@@ -3,6 +3,7 @@ before any work so that a setting that cannot run stops with one line."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from okspose.checkpoints import Checkpoint
@@ -10,18 +11,42 @@ from okspose.config import MACHINE_TEST_SETTINGS, RETIRED_SETTINGS, Config, buil
 from okspose.errors import CheckpointError, ConfigError
 from okspose.models.build import model_geometry
 
+# The range of every numeric setting that has one: (section, key, low, high); low is allowed unless listed
+# in _ABOVE, and None is no bound. NaN is outside every range.
+_RANGES = (
+    ("data", "sigma", 0, None), ("data", "padding", 0, None), ("data", "selection_s", 0, None),
+    ("data", "max_train_persons", 0, None), ("data", "max_val_persons", 0, None),
+    ("augment", "flip_prob", 0, 1), ("augment", "rotation_prob", 0, 1), ("augment", "half_body_prob", 0, 1),
+    ("augment", "rotation", 0, 180), ("augment", "color_jitter", 0, 1),
+    ("train", "epochs", 1, None), ("train", "batch_size", 1, None), ("train", "lr", 0, None),
+    ("train", "weight_decay", 0, None), ("train", "lr_gamma", 0, None), ("train", "workers", 0, None),
+    ("train", "eval_every", 0, None),
+    ("test", "batch_size", 1, None), ("test", "det_top_k", 1, None), ("test", "cpu_max_crops", 0, None),
+    ("test", "soft_oks_sigma", 0, None), ("test", "int8_calibration", 1, None), ("test", "det_min_size", 1, None),
+    ("test", "kpt_score_thr", 0, 1), ("test", "iou_thr", 0, 1), ("test", "oks_thr", 0, 1),
+    ("test", "det_score_floor", 0, 1), ("test", "vis_instance_thr", 0, 1), ("test", "vis_kpt_thr", 0, 1),
+)
+_ABOVE = {("data", "sigma"), ("data", "padding"), ("data", "selection_s"), ("train", "lr_gamma"),
+          ("test", "soft_oks_sigma")}
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Each setting of :data:`_RANGES` inside its range, else one line naming it: a negative learning rate
+    or worker count fails deep inside torch, zero epochs does nothing, a probability of 2 is taken as 1."""
+    for section, key, low, high in _RANGES:
+        value = getattr(getattr(cfg, section), key)
+        above = (section, key) in _ABOVE
+        if math.isnan(value) or (value <= low if above else value < low) or (high is not None and value > high):
+            want = f"between {low} and {high}" if high is not None else f"above {low}" if above else f"at least {low}"
+            raise ConfigError(f"{section}.{key} must be {want}, got {value!r}")
+    scale = cfg.augment.scale
+    if not 0 < scale[0] <= scale[1]:
+        raise ConfigError(f"augment.scale must be [low, high] with 0 < low <= high, got {list(scale)}")
+
 
 def check_config(cfg: Config) -> None:
     """Settings that cannot build a working network or run raise a :class:`ConfigError` naming the values."""
-    for section, key in (("train", "batch_size"), ("test", "batch_size"), ("test", "det_top_k")):
-        if getattr(getattr(cfg, section), key) < 1:
-            raise ConfigError(f"{section}.{key} must be at least 1, got {getattr(getattr(cfg, section), key)}")
-    if cfg.test.cpu_max_crops < 0:
-        raise ConfigError(f"test.cpu_max_crops must be 0 (no cap) or more, got {cfg.test.cpu_max_crops}")
-    if cfg.test.soft_oks_sigma <= 0:
-        raise ConfigError(f"test.soft_oks_sigma must be above 0, got {cfg.test.soft_oks_sigma}")
-    if cfg.test.int8_calibration < 1:
-        raise ConfigError(f"test.int8_calibration must be at least 1 person, got {cfg.test.int8_calibration}")
+    _check_ranges(cfg)
     if cfg.test.engine.startswith("onnxruntime") and cfg.test.amp in ("bf16", "fp16"):
         raise ConfigError(f"test.engine={cfg.test.engine} runs without autocast: test.amp={cfg.test.amp} needs "
                           "test.engine=torch or auto")

@@ -299,3 +299,40 @@ def test_a_checkpoint_holding_a_retired_setting_still_loads(run_dir, tmp_path):
     torch.save(state, old)
     cfg = load_run_config(None, [], Checkpoint.read(old))
     assert cfg.model.num_features == 16 and not hasattr(cfg.search, "failed_reward")
+
+
+class _RunsCode:
+    """A pickle that would run a shell command when unpickled without the weights-only check."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "plain pickle"])
+def test_a_code_running_pickle_is_refused_without_advice_to_disable_the_check(tmp_path, capsys, how):
+    """Nothing runs, and the message says why the file was refused, not that it is corrupt, and never
+    suggests weights_only=False (issue 23 item 8)."""
+    import pickle
+    import warnings
+
+    marker, path = tmp_path / "ran", tmp_path / "evil.pth"
+    state = {"model": {"w": torch.zeros(1)}, "extra": _RunsCode(marker)}
+    if how == "plain pickle":
+        path.write_bytes(pickle.dumps(state, protocol=4))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=how == "zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(path)
+    text = str(err.value)
+    assert not marker.exists() and not caught, caught
+    assert "weights_only" not in text and "\n" not in text
+    if how != "plain pickle":  # protocol 4 stops the unpickler before it reaches the global
+        assert "holds objects that a weights-only load refuses (the global posix.system)" in text
+        assert "corrupt" not in text
+    assert main(["test", "coco_mini_tiny", "--checkpoint", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"okspose test: error: {text}"

@@ -62,3 +62,35 @@ def test_overrides_anywhere_and_unknown_words_refused(capsys):
     assert exit_info.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["model-info", "coco_mini_tiny", "--bogus"])
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.lr=-1", "train.lr must be at least 0, got -1.0"),
+    ("train.lr=nan", "train.lr must be at least 0, got nan"),
+    ("train.workers=-2", "train.workers must be at least 0, got -2"),
+    ("train.epochs=0", "train.epochs must be at least 1, got 0"),
+    ("train.epochs=-1", "train.epochs must be at least 1, got -1"),
+    ("augment.flip_prob=2", "augment.flip_prob must be between 0 and 1, got 2.0"),
+    ("data.sigma=-1", "data.sigma must be above 0, got -1.0"),
+    ("test.oks_thr=1.5", "test.oks_thr must be between 0 and 1, got 1.5"),
+    ("augment.scale=[1.2,0.8]", "augment.scale must be [low, high] with 0 < low <= high, got [1.2, 0.8]"),
+])
+def test_settings_out_of_range_stop_train_with_one_line(override, words, capsys, monkeypatch):
+    """Each gave a traceback, did nothing with exit 0, or was taken silently (issue 23 item 6)."""
+    monkeypatch.setattr("okspose.engine.train.train_one_epoch", lambda *a, **k: pytest.fail("trained first"))
+    assert main(["train", "coco_mini_tiny", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"okspose train: error: {words}"
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--train", "-1"], "--train: must be at least 0, got -1"),
+    (["--max-people", "0"], "--max-people: must be 1 to 254, got 0"),
+    (["--width", "8"], "--width: must be at least 32, got 8"),
+    (["--corrupt", "1.5"], "--corrupt: must be between 0 and 1, got 1.5"),
+])
+def test_make_synthetic_counts_are_checked(option, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-synthetic", str(tmp_path / "out"), *option])
+    assert exit_info.value.code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

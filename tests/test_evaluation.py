@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COCO_MINI, SHARED_DATA
+from conftest import COCO_MINI, CONFIGS, SHARED_DATA
 
 from okspose.errors import DataError
 from okspose.evaluation import (
@@ -105,8 +107,79 @@ def test_one_shifted_person_scores_what_its_oks_says(coco_gt):
     assert stats["AP"] == pytest.approx(np.mean(np.where(hit, 1.0, ap(n_all))), abs=1e-12)
 
 
-def test_empty_results_give_zeros(coco_gt):
-    assert evaluate_keypoints(coco_gt, []) == dict.fromkeys(STAT_NAMES, 0.0)
+def _pycocotools(gt_file: Path, results: list[dict], img_ids: list[int] | None = None) -> list[float]:
+    """pycocotools itself on a file and a copy of the results (loadRes mutates them): the reference."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "keypoints")
+        if img_ids is not None:
+            ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats.tolist()
+
+
+def noisy_results(coco_gt, with_box: bool) -> list[dict]:
+    """Every labelled person found with jittered joints, plus a false positive beside each (half its size,
+    lower score): unmatched detections are what a detection's area sorts into the area ranges."""
+    rng = np.random.default_rng(4)
+    out = []
+    for a in coco_gt.dataset["annotations"]:
+        if a["num_keypoints"] == 0 or a["iscrowd"]:
+            continue
+        k = np.array(a["keypoints"], float).reshape(-1, 3)
+        k[:, :2] += rng.normal(scale=3.0, size=(len(k), 2))
+        k[:, 2] = rng.uniform(0.2, 1.0, len(k))
+        far = k.copy()
+        far[:, :2] = k[:, :2] * 0.5 + [a["bbox"][0] + a["bbox"][2], 0]
+        for kp, box, score in ((k, a["bbox"], rng.uniform(0.5, 1)), (far, [v * 0.5 for v in a["bbox"]], 0.3)):
+            out.append({"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(),
+                        "score": float(score), **({"bbox": list(box)} if with_box else {})})
+    return out
+
+
+def test_scores_equal_pycocotools_with_and_without_bbox(coco_gt):
+    """pycocotools takes a detection's area from its bbox when the results carry one (issue 23 item 2)."""
+    for with_box in (False, True):
+        results = noisy_results(coco_gt, with_box)
+        ours = list(evaluate_keypoints(VAL_JSON, results).values())
+        assert np.abs(np.subtract(ours, _pycocotools(VAL_JSON, results))).max() == 0, with_box
+    assert ours != list(evaluate_keypoints(VAL_JSON, noisy_results(coco_gt, False)).values())  # the box counts
+
+
+def test_a_box_in_the_first_record_only_is_refused(coco_gt):
+    results = noisy_results(coco_gt, True)[:4]
+    del results[2]["bbox"]
+    with pytest.raises(DataError, match="record 2: bbox must be 4 finite numbers"):
+        evaluate_keypoints(coco_gt, results)
+    results[2]["bbox"] = [0, 0, float("nan"), 1]
+    with pytest.raises(DataError, match="record 2: bbox must"):
+        evaluate_keypoints(coco_gt, results)
+
+
+def test_ranges_without_ground_truth_give_minus_one(coco_gt, tmp_path):
+    """-1 as pycocotools gives it, for empty results too (which its loadRes cannot load: 0 where the range
+    has ground truth, as for any missed person)."""
+    large = sorted({a["image_id"] for a in coco_gt.dataset["annotations"]} - {
+        a["image_id"] for a in coco_gt.dataset["annotations"] if a["area"] <= 96**2})
+    assert large
+    medium = {"APm", "ARm"}
+    expected = {n: -1.0 if n in medium else 0.0 for n in STAT_NAMES}
+    assert evaluate_keypoints(coco_gt, [], img_ids=large) == expected
+    everyone = evaluate_keypoints(coco_gt, [])
+    assert everyone == dict.fromkeys(STAT_NAMES, 0.0)  # coco-mini val has persons in both ranges
+    # A ground truth with no labelled person: -1 everywhere, with results or without.
+    data = json.loads(VAL_JSON.read_text())
+    unlabelled = dict(data, annotations=[dict(a, num_keypoints=0) for a in data["annotations"]])
+    path = tmp_path / "unlabelled.json"
+    path.write_text(json.dumps(unlabelled))
+    results = perfect_results(coco_gt)
+    assert list(evaluate_keypoints(path, results).values()) == _pycocotools(path, results) == [-1.0] * 10
+    assert evaluate_keypoints(path, []) == dict.fromkeys(STAT_NAMES, -1.0)
 
 
 def test_img_ids_restricts_evaluation(coco_gt):
@@ -131,14 +204,18 @@ def test_quiet_unless_verbose(coco_gt, capsys):
     assert "Average Precision" in capsys.readouterr().out
 
 
-def test_load_results_copies_and_keeps_four_fields(coco_gt):
+def test_load_results_copies_and_keeps_what_pycocotools_reads(coco_gt):
     results = perfect_results(coco_gt)[:3]
+    for r in results:
+        r["note"] = "x"
+    before = copy.deepcopy(results)
+    assert all(set(r) == {"image_id", "category_id", "keypoints", "score"} for r in load_results(results, coco_gt))
     for r in results:
         r["bbox"] = [0, 0, 10, 10]
     before = copy.deepcopy(results)
     clean = load_results(results, coco_gt)
     assert results == before  # pycocotools' loadRes mutates its input; ours must not leak that
-    assert all(set(r) == {"image_id", "category_id", "keypoints", "score"} for r in clean)
+    assert all(set(r) == {"image_id", "category_id", "keypoints", "score", "bbox"} for r in clean)
     assert evaluate_keypoints(coco_gt, results, img_ids=[r["image_id"] for r in results])["AP"] > 0
 
 
@@ -291,7 +368,7 @@ def test_fourteen_joint_schema_scores_with_its_own_sigmas(tmp_path):
 
 def test_keypoint_count_must_match_the_schema(tmp_path, coco_gt):
     path, anns = fourteen_joint_gt(tmp_path, np.random.default_rng(1))
-    with pytest.raises(DataError, match=r"annotations\[0\] keypoints must be a list of 51 numbers"):
+    with pytest.raises(DataError, match=r"annotations\[0\]\): keypoints must be a list of 51 numbers"):
         evaluate_keypoints(path, [])  # 14-joint people scored with COCO-17's sigmas
     with pytest.raises(DataError, match="record 2: keypoints must be a flat list of 42 numbers"):
         evaluate_keypoints(path, [
@@ -336,3 +413,107 @@ def test_gzipped_gt_and_results_score_as_plain_json(coco_gt, tmp_path, capsys):
         assert main(["eval-results", "--gt", str(gt), "--results", str(res), "--json"]) == 0, capsys.readouterr().err
         stats[suffix] = json.loads(capsys.readouterr().out)
     assert stats[".json.gz"] == stats[".json"] and 0.3 < stats[".json"]["AP"] < 0.99
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth that would give a wrong number: one line naming the file, the annotation and the field
+# --------------------------------------------------------------------------------------------------
+
+def _labelled(data: dict) -> dict:
+    return next(a for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"])
+
+
+BAD_GT = {  # a change to the first labelled person, and the field the message must name
+    "nan area": (lambda a, d: a.update(area=float("nan")), "area must be a finite number"),
+    "inf area": (lambda a, d: a.update(area=float("inf")), "area must be a finite number"),
+    "string area": (lambda a, d: a.update(area="1000"), "area must be a finite number"),
+    "negative area": (lambda a, d: a.update(area=-5.0), "area must be a finite number above 0"),
+    "zero area": (lambda a, d: a.update(area=0), "area must be a finite number above 0"),
+    "nan keypoint": (lambda a, d: a["keypoints"].__setitem__(next(
+        3 * j for j in range(17) if a["keypoints"][3 * j + 2] > 0), float("nan")), "keypoints must be finite"),
+    "string keypoints": (lambda a, d: a.update(keypoints=[str(v) for v in a["keypoints"]]), "keypoints must be finite"),
+    "null iscrowd": (lambda a, d: a.update(iscrowd=None), "iscrowd must be 0 or 1"),
+    "unlisted image": (lambda a, d: a.update(image_id=1), "image_id 1 is not among the images"),
+    "string image_id": (lambda a, d: a.update(image_id=str(a["image_id"])), "image_id must be an integer"),
+    "unknown category": (lambda a, d: a.update(category_id=7), "category_id 7 is not among the categories"),
+    "duplicate id": (lambda a, d: a.update(id=d["annotations"][-1]["id"]), "is used by another annotation"),
+    "joint count": (lambda a, d: a.update(keypoints=a["keypoints"][:-3]), "keypoints must be a list of 51"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GT))
+def test_ground_truth_that_would_give_a_wrong_metric_is_refused(tmp_path, case):
+    """Each of these gave a wrong AP (NaN areas: AP 1.000 for a network of AP 0), a traceback or a person
+    dropped silently (issue 23 item 1)."""
+    data = json.loads(VAL_JSON.read_text())
+    ann = _labelled(data)
+    change, words = BAD_GT[case]
+    change(ann, data)
+    ann_id = ann["id"]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=re.escape(words)) as err:
+        evaluate_keypoints(path, [])
+    assert str(err.value).startswith(f"{path}: annotation {ann_id!r}") and "\n" not in str(err.value)
+
+
+def test_an_ignored_person_with_unusable_values_is_a_counted_skip(tmp_path):
+    """COCO's metric ignores a person without labelled joints, so its NaN area is dropped and counted, and
+    the metric is pycocotools' on the file without it."""
+    from okspose.data.records import SkipReport
+
+    data = json.loads(VAL_JSON.read_text())
+    ignored = next(a for a in data["annotations"] if a["num_keypoints"] == 0)
+    ignored["area"] = float("nan")
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    report = SkipReport()
+    results = noisy_results(load_coco(VAL_JSON), False)
+    stats = evaluate_keypoints(path, results, report=report)
+    assert report.total == 1 and f"annotation {ignored['id']}" in report.summary()
+    without = tmp_path / "without.json"
+    without.write_text(json.dumps(dict(data, annotations=[a for a in data["annotations"] if a is not ignored])))
+    assert list(stats.values()) == _pycocotools(without, results)
+
+
+def test_nan_areas_stop_eval_results_and_test_with_one_line(tmp_path, capsys, monkeypatch):
+    """The demonstration of issue 23: every area NaN; both commands exit 2 with one line, test before posing."""
+    from okspose.cli import main
+    from okspose.config import load_config
+    from okspose.fileio import save_checkpoint
+    from okspose.models.build import build_model
+
+    data = json.loads(VAL_JSON.read_text())
+    for a in data["annotations"]:
+        a["area"] = float("nan")
+    gt = tmp_path / "nan.json"
+    gt.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(perfect_results(load_coco(VAL_JSON))))
+    assert main(["eval-results", "--gt", str(gt), "--results", str(res)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(gt) in err and "area must be a finite number" in err
+    config = CONFIGS / "coco_mini_tiny.yaml"
+    ckpt = save_checkpoint({"model": build_model(load_config(config, ["model.num_features=16"])).state_dict()},
+                           tmp_path / "w.pth")
+    out = tmp_path / "out.json"
+    monkeypatch.setattr("okspose.inference.scoring.pose_val", lambda *a, **k: pytest.fail("posed before the check"))
+    assert main(["test", str(config), f"data.root={COCO_MINI}", f"data.val_ann={gt}", "model.num_features=16",
+                 "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("okspose test: error:") and "area must be a finite number" in err
+    assert not out.exists()
+
+
+def test_train_checks_the_val_ground_truth_before_the_first_epoch(tmp_path, capsys, monkeypatch):
+    """Training's validation scores through the same check, made before any training step."""
+    from okspose.cli import main
+
+    data = json.loads(VAL_JSON.read_text())
+    _labelled(data)["area"] = float("nan")
+    gt = tmp_path / "nan.json"
+    gt.write_text(json.dumps(data))
+    monkeypatch.setattr("okspose.engine.train.train_one_epoch", lambda *a, **k: pytest.fail("trained first"))
+    assert main(["train", str(CONFIGS / "coco_mini_tiny.yaml"), f"data.root={COCO_MINI}", f"data.val_ann={gt}",
+                 "train.eval_every=1", f"train.output_dir={tmp_path / 'run'}"]) == 2
+    assert "area must be a finite number" in capsys.readouterr().err

@@ -108,12 +108,12 @@ def untrained(val_set) -> Path:
     return path
 
 
-def _damaged_copy(val_set, tmp_path: Path) -> tuple[Path, Path, str]:
-    """A copy of the set in ``tmp_path`` whose first image is cut short."""
+def _damaged_copy(val_set, tmp_path: Path, keep: int = 2000) -> tuple[Path, Path, str]:
+    """A copy of the set in ``tmp_path`` whose first image is cut short to ``keep`` bytes."""
     root, ann, data = val_set
     shutil.copytree(root / "images", tmp_path / "images")
     victim = tmp_path / "images" / data["images"][0]["file_name"]
-    victim.write_bytes(victim.read_bytes()[:2000])
+    victim.write_bytes(victim.read_bytes()[:keep])
     return tmp_path, ann, victim.name
 
 
@@ -150,14 +150,28 @@ def test_unreadable_val_image_is_counted_and_scored_as_missed(val_set, tmp_path,
     assert stats["skipped_images"] == 1 and stats["AR"] == pytest.approx(expected["AR"])
 
 
-def test_unreadable_val_image_stops_with_one_line(val_set, untrained, tmp_path, capsys):
-    damaged, ann, victim = _damaged_copy(val_set, tmp_path)
+@pytest.mark.parametrize("keep", [2000, 0])
+def test_unreadable_val_image_stops_with_one_line(val_set, untrained, tmp_path, capsys, keep):
+    damaged, ann, victim = _damaged_copy(val_set, tmp_path, keep)
     code = main(["test", str(CONFIG), *_overrides(damaged, ann, "model.num_features=16"), "--checkpoint",
                  str(untrained), "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in err
     assert len(errors) == 1 and errors[0].startswith("okspose test: error:") and victim in errors[0]
+
+
+def test_empty_picture_is_a_counted_skip_in_test_and_train(val_set, untrained, tmp_path, capsys):
+    """A zero-byte picture under data.on_error=skip: ``test`` scores it as missed and ``train``'s loader
+    replaces it, both through the one picture reader (issue 23 item 3)."""
+    damaged, ann, victim = _damaged_copy(val_set, tmp_path, keep=0)
+    small = _overrides(damaged, ann, "data.on_error=skip", "model.num_features=16")
+    assert main(["test", str(CONFIG), *small, "--checkpoint", str(untrained), "--out", str(tmp_path / "r.json")]) == 0
+    assert f"skipped 1 of {len(val_set[2]['images'])} images" in capsys.readouterr().out
+    assert main(["train", str(CONFIG), *small, f"data.train_ann={ann}", "data.train_images=images",
+                 "train.epochs=1", "train.progress=false"]) == 0
+    row = capsys.readouterr().out  # the epoch's log row: each of the victim's persons replaced at least once
+    assert int(row.split("skipped ")[1].split(",")[0]) >= PERSONS_PER_IMAGE
 
 
 @pytest.fixture

@@ -74,3 +74,9 @@ def test_every_shared_picture_reads(tmp_path):
     assert len(files) > 100
     for f in files:
         assert read_image(str(f)).ndim == 3, f
+
+
+def test_an_empty_file_is_a_data_error(tmp_path):
+    """OpenCV asserts (cv2.error) on an empty buffer; the reader names the file instead (issue 23 item 3)."""
+    with pytest.raises(DataError, match=r"empty\.jpg: empty file"):
+        read_image(_write(tmp_path, "empty.jpg", b""))

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from okspose.data.records import SkipReport
 from okspose.evaluation import evaluate_keypoints, format_stats
 from okspose.keypoints import get_schema
 
 
 def run(args: argparse.Namespace) -> int:
-    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas, area=args.area)
+    report = SkipReport()
+    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas, area=args.area,
+                               report=report)
+    if report.total:
+        print(f"{args.gt}: {report.summary()}", file=sys.stderr)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0

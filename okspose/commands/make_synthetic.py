@@ -9,9 +9,11 @@ from pathlib import Path
 from okspose.data.corruption import corrupt_coco_file
 from okspose.data.synthetic import generate_synthetic_coco
 from okspose.data.synthetic_aic import generate_synthetic_aic
+from okspose.fileio import check_writable
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out, "output folder")
     for split, n, offset in (("train", args.train, 0), ("val", args.val, 1)):
         path = generate_synthetic_coco(args.out, split, n, seed=args.seed * 2 + offset,
                                        image_size=(args.width, args.height), max_people=args.max_people)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from okspose.distributed import cleanup, init_distributed
 from okspose.evaluation import format_stats
+from okspose.fileio import check_writable
 from okspose.inference.boxes import BoxSource
 from okspose.inference.poser import Poser
 from okspose.inference.scoring import run_test
@@ -22,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
     source = BoxSource.choose(args.detections, args.detector, args.detector_weights)
     default = "results_gt_boxes.json" if source.is_gt else "results.json"
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / default
+    check_writable(out, "results file")
+    if args.vis:
+        check_writable(args.vis, "pictures folder")
     info = init_distributed(args.device)
     try:
         poser = Poser.from_checkpoint(cfg, checkpoint, info.device)

@@ -219,20 +219,26 @@ def _png_complete(raw: bytes) -> bool:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Decode an image to RGB uint8 with OpenCV; a truncated or corrupt file raises DataError.
+    """Decode an image to RGB uint8 with OpenCV: the one picture reader of every command and data loader,
+    so that any picture that cannot be decoded (empty, truncated, corrupt) is a DataError to count or stop on.
 
     A JPEG or PNG (known by its first bytes, not its name) must be complete, as OpenCV decodes one cut
-    short without an error.
+    short without an error; an empty file would make OpenCV assert instead of returning None.
     """
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read image ({err.strerror})") from None
+    if not raw:
+        raise DataError(f"{path}: empty file (0 bytes), not a picture")
     if raw.startswith(b"\xff\xd8") and not _jpeg_complete(raw):
         raise DataError(f"{path}: truncated JPEG (its scans end without an end-of-image marker)")
     if raw.startswith(b"\x89PNG\r\n\x1a\n") and not _png_complete(raw):
         raise DataError(f"{path}: truncated PNG (its chunks end without IEND)")
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # a header OpenCV's decoders assert on
+        image = None
     if image is None:
         raise DataError(f"{path}: OpenCV cannot decode this image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -23,16 +23,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from okspose.checkpoints import check_config_fits, checkpoint_config, load_weights, read_checkpoint
-from okspose.config import Config
+from okspose.config import Config, build_schema
 from okspose.data.build import build_train_dataset
 from okspose.data.dataset import TopDownDataset
 from okspose.data.records import SkipReport
 from okspose.data.sampler import MixedSampler, mixed_sampler
 from okspose.distributed import DistInfo, all_reduce_sum, barrier, cleanup, convert_sync_batchnorm, init_distributed
 from okspose.errors import CheckpointError, ConfigError, DataError
-from okspose.fileio import save_checkpoint, save_text
+from okspose.fileio import check_writable, save_checkpoint, save_text
 from okspose.inference.runtime import autocast, normalize_images, resolve_amp
-from okspose.inference.scoring import validate_gt_boxes
+from okspose.inference.scoring import val_ground_truth, validate_gt_boxes
 from okspose.loss import JointsMSELoss
 from okspose.models.build import build_model
 from okspose.progress import progress as progress_bar
@@ -237,7 +237,7 @@ def train(cfg: Config, resume: str | Path | None = None, device: str = "auto", i
 
 def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
     t = cfg.train
-    out_dir = Path(t.output_dir)
+    out_dir = check_writable(t.output_dir, "train.output_dir folder")
     torch.manual_seed(t.seed)
     random.seed(t.seed)
     np.random.seed(t.seed)
@@ -248,6 +248,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
         raise DataError(f"{cfg.data_path('train_ann')}: no usable training persons")
     if report.total and info.is_main:
         print(f"train data: {report.summary()}")
+    if t.eval_every:  # a val file the metric cannot score stops now, not after the first epoch
+        val_ground_truth(cfg, build_schema(cfg))
     dataset = ReplaceUnreadable(train_set, list(sets.sizes.values()))
     # The sampler draws each set's share of the epoch from (seed, epoch) alone and gives rank r the
     # positions r, r + W, ...: one process with batch B*W visits the same samples per step as W

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
 from torch import nn
 
 from okspose.config import Config, TestConfig
+from okspose.data.records import SkipReport
 from okspose.distributed import DistInfo
-from okspose.evaluation import evaluate_keypoints
-from okspose.fileio import save_json
+from okspose.evaluation import evaluate_keypoints, load_coco
+from okspose.fileio import save_json, save_json_or_keep
 from okspose.inference.boxes import BoxSource, pose_val, val_image_paths
 from okspose.inference.instances import PosedInstances, gt_box_settings, results_for, select_instances
 from okspose.inference.poser import Poser
@@ -58,7 +60,7 @@ class Scored:
     evaluation: Evaluation
 
 
-def score_posed(posed: PosedInstances, test: TestConfig, schema: KeypointSchema, gt: str | Path,
+def score_posed(posed: PosedInstances, test: TestConfig, schema: KeypointSchema, gt: str | Path | COCO,
                 img_ids: list[int]) -> Scored:
     """Rescore and suppress ``posed`` as ``test`` says, and evaluate the kept instances.
 
@@ -66,7 +68,7 @@ def score_posed(posed: PosedInstances, test: TestConfig, schema: KeypointSchema,
         posed: every posed box of the set, before rescoring and NMS.
         test: rescoring and NMS settings (for ground-truth boxes pass :func:`gt_box_settings` of them).
         schema: the keypoint schema; its OKS sigmas serve OKS-NMS and the metric.
-        gt: the COCO annotation file of the set.
+        gt: the COCO annotation file of the set, or its ground truth as :func:`val_ground_truth` loads it.
         img_ids: the images the metric covers; images without a kept instance count as misses.
 
     Returns:
@@ -80,12 +82,24 @@ def score_posed(posed: PosedInstances, test: TestConfig, schema: KeypointSchema,
     return Scored(index, scores, results, Evaluation(stats, len(img_ids), posed.skipped))
 
 
+def val_ground_truth(cfg: Config, schema: KeypointSchema) -> COCO:
+    """The val split's ground truth for the metric, checked as every scoring command checks it (so a file
+    that would give a wrong number, or lacks what ``test.metric_area`` needs, stops before any posing);
+    the ignored persons it drops are counted on stderr."""
+    report = SkipReport()
+    gt = load_coco(cfg.data_path("val_ann"), schema.num_joints, cfg.test.metric_area, report)
+    if report.total:
+        print(f"{cfg.data_path('val_ann')}: {report.summary()}", file=sys.stderr)
+    return gt
+
+
 def pose_and_score(poser: Poser, cfg: Config, source: BoxSource, info: DistInfo,
                    progress: bool = False) -> tuple[PosedInstances, Scored] | None:
     """Run on every rank: pose the val split with ``source``'s boxes and score it with ``cfg.test``
     (without IoU-NMS for ground-truth boxes). Rank 0 gets (all poses, their scoring), the others None;
     what reading the records or boxes skipped is printed on stderr. INT8 calibrated on any val picture is
     refused before posing (:meth:`~okspose.inference.quantize.Calibration.check_apart`)."""
+    gt = val_ground_truth(cfg, poser.schema)
     if poser.test.engine == "onnxruntime-int8" and poser.calibration is not None:
         poser.calibration.check_apart(val_image_paths(cfg).values(), f"val split {cfg.data_path('val_ann')}")
     posed, ids, report = pose_val(poser, cfg, source, info, progress)
@@ -94,7 +108,7 @@ def pose_and_score(poser: Poser, cfg: Config, source: BoxSource, info: DistInfo,
     if report.total:
         print(f"{source.describe()}: {report.summary()}", file=sys.stderr)
     test = gt_box_settings(cfg.test) if source.is_gt else cfg.test
-    return posed, score_posed(posed, test, poser.schema, cfg.data_path("val_ann"), ids)
+    return posed, score_posed(posed, test, poser.schema, gt, ids)
 
 
 def summary_path(results: Path) -> Path:
@@ -111,7 +125,7 @@ def run_test(poser: Poser, cfg: Config, source: BoxSource, out: Path, info: Dist
     if done is None:
         return None
     posed, scored = done
-    save_json(scored.results, out)
+    save_json_or_keep(scored.results, out, "results file")
     evaluation = scored.evaluation
     engine = poser.choice.as_dict() if poser.choice is not None else None  # None: nothing was posed
     save_json({"results": str(out), "boxes": source.describe(), **evaluation.as_dict(),
