@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from okspose.data.inputs import InputItem, collect_inputs, numbered_ids, picture_names
+from okspose.data.inputs import InputItem, collect_inputs, numbered_ids, picture_names, unmatched_warning
 from okspose.data.records import SkipReport, read_image
 from okspose.data.video import VideoWriter, read_video
 from okspose.distributed import DistInfo, cleanup, gather_lists, init_distributed, shard
@@ -115,12 +115,8 @@ def run_predict(est: PoseEstimator, items: list[InputItem], dets: dict[int, Dete
     posed, reports, written = (gather_lists(x, info) for x in (posed, [report], written))
     if not info.is_main:
         return None
-    merged = SkipReport()
-    for r in reports:
-        merged.reasons.update(r.reasons)
-        merged.examples.extend(r.examples[: max(0, 5 - len(merged.examples))])
     first_frame_id = max((it.image_id for it in items if not it.video), default=0) + 1
-    return number_frames(posed, first_frame_id), merged, sorted(written)
+    return number_frames(posed, first_frame_id), SkipReport.merged(reports), sorted(written)
 
 
 def _check_outputs(out: Path, draw: bool) -> None:
@@ -151,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
             dets = None
             if args.detections:
                 dets = file_detections(args.detections, cfg, numbered_ids(items), det_report, warn=info.is_main)
-                _warn_unmatched(items, args.detections, info)
+                if (line := unmatched_warning(items, args.detections)) and info.is_main:
+                    print(f"warning: {line}", file=sys.stderr)
             done = run_predict(est, items, dets, out, info, draw=not args.no_vis)
             if done is not None:
                 predictions, results = coco_predictions(done[0], est.schema, cfg.test.kpt_score_thr)
@@ -160,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
         cleanup(info)
     if done is not None:
         posed, report, pictures = done
-        report.reasons.update(det_report.reasons)
-        report.examples.extend(det_report.examples)
+        report = SkipReport.merged([report, det_report])
         frames = sum(p.frame >= 0 for p, _ in posed)
         print(f"posed {len(posed) - frames} images" + (f" and {frames} video frames" if frames else "")
               + f": {len(results)} persons")
@@ -169,13 +165,3 @@ def run(args: argparse.Namespace) -> int:
             print(report.summary())
         print(f"wrote {paths[0]}, {paths[1]}" + (f", {len(pictures)} pictures in {out / 'vis'}" if pictures else ""))
     return 0
-
-
-def _warn_unmatched(items: list[InputItem], detections: str, info: DistInfo) -> None:
-    """A detections file refers to images by id, so unnumbered images and video frames get no boxes."""
-    numbered = numbered_ids(items)
-    lost = [it.name for it in items if it.video or it.image_id not in numbered]
-    if lost and info.is_main:
-        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
-        print(f"warning: {len(lost)} input(s) get no boxes from {detections}: their ids do not come from a "
-              f"numeric file-name stem (e.g. 000000000785.jpg -> 785), or a video: {shown}", file=sys.stderr)

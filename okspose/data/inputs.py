@@ -117,3 +117,14 @@ def picture_names(items: Sequence[InputItem]) -> list[str]:
         used.add(name.lower())
         names.append(name)
     return names
+
+
+def unmatched_warning(items: Sequence[InputItem], detections: str) -> str | None:
+    """A detections file refers to images by id, so unnumbered images and video frames get no boxes."""
+    numbered = numbered_ids(items)
+    lost = [it.name for it in items if it.video or it.image_id not in numbered]
+    if not lost:
+        return None
+    shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    return (f"{len(lost)} input(s) get no boxes from {detections}: their ids do not come from a numeric "
+            f"file-name stem (e.g. 000000000785.jpg -> 785), or a video: {shown}")

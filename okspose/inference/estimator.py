@@ -257,6 +257,8 @@ class PoseEstimator:
                     ) -> list[PoseResult]:
         """The one posing path: RGB pictures and, per picture, ``xywh`` detections or None (the detector's, or
         the whole picture), posed as one batch, rescored and suppressed as ``test.*`` says."""
+        if not pictures:
+            return []
         boxes = list(boxes) if boxes is not None else [None] * len(pictures)
         missing = [i for i, b in enumerate(boxes) if b is None]
         for i, found in zip(missing, self.detect([pictures[i] for i in missing]) if missing else []):
