@@ -232,11 +232,11 @@ def test_a_second_run_into_a_locked_folder_stops(checkpoint, image_dir, tmp_path
 
 
 def test_pictures_whose_names_collide_are_all_written(checkpoint, tmp_path, capsys):
-    files = [tmp_path / "x" / "1_2.jpg", tmp_path / "a" / "1.jpg", tmp_path / "b" / "1.jpg"]
+    files = [tmp_path / "x" / "1_3.jpg", tmp_path / "a" / "1.jpg", tmp_path / "b" / "1.jpg"]  # issue 23's
     for path, name in zip(files, IMAGES):
         path.parent.mkdir()
         shutil.copy(SAMPLES / name, path)
     out = tmp_path / "out"
     assert predict(checkpoint, out, "--whole-image", *map(str, files)) == 0
-    assert sorted(p.name for p in (out / "vis").iterdir()) == ["1.jpg", "1_2.jpg", "1_2_2.jpg"]
+    assert sorted(p.name for p in (out / "vis").iterdir()) == ["1.jpg", "1_2.jpg", "1_3.jpg"]
     assert "3 pictures" in capsys.readouterr().out
