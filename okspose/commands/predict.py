@@ -1,15 +1,10 @@
-"""``okspose predict``: pose every person in image files, folders of images and videos, through the Python
-API (:class:`~okspose.inference.estimator.PoseEstimator`).
+"""``okspose predict``: pose every person in images, folders and videos through the Python API
+(:class:`~okspose.inference.estimator.PoseEstimator`); inputs and ids as :mod:`okspose.data.inputs` says.
 
-Inputs and image ids are :mod:`okspose.data.inputs`'; an input that does not exist, and an output that
-cannot be written, stop the run before any work; a picture that fails to decode is reported on stderr,
-counted and skipped. The output folder is locked while the run writes into it. Video frames keep each
-person's identity (``track_id``) across frames.
-
-Outputs, in the ``out`` folder (JSON by rank 0 only under ``torchrun``; see
-:mod:`okspose.inference.predictions`): ``predictions.json``, ``results.json``, and ``vis/<stem>.jpg`` for
-every image and ``vis/<stem>_pose.mp4`` for every video (mp4v, the input's fps and size, every frame
-drawn, each identity in its own colour).
+A missing input or an output that cannot be written stops the run before any work; a picture that fails to
+decode is reported, counted and skipped; the output folder is locked while the run writes. ``out`` gets
+``predictions.json`` and ``results.json`` (:mod:`okspose.inference.predictions`; rank 0 under torchrun),
+``vis/<stem>.jpg`` per image and ``vis/<stem>_pose.mp4`` per video (each identity in its own colour).
 """
 
 from __future__ import annotations
@@ -83,6 +78,7 @@ def _pose_video(est: PoseEstimator, index: int, item: InputItem, detections: boo
             yield frame
 
     boxes = itertools.repeat(NO_BOXES[0]) if detections else None  # a detections file names no frame
+    i = -1
     for i, result in enumerate(est.track(frames(), boxes, fps=video.fps, color="bgr", batch=CHUNK_IMAGES)):
         frame = held.popleft()
         if writer is not None:
@@ -93,6 +89,8 @@ def _pose_video(est: PoseEstimator, index: int, item: InputItem, detections: boo
         written.append(target)
     if video.skipped:
         report.add("unreadable video frame", f"{item.path}: {video.skipped} frame(s)")
+    if i < 0:
+        _skip(report, "unreadable video", DataError(f"{item.path}: no frame could be decoded"))
 
 
 def run_predict(est: PoseEstimator, items: list[InputItem], dets: dict[int, Detections] | None, out: Path,
@@ -105,27 +103,13 @@ def run_predict(est: PoseEstimator, items: list[InputItem], dets: dict[int, Dete
     stills = [(i, it) for i, it in mine if not it.video]
     with progress_bar(total=len(stills), desc="predict", unit="img", enabled=info.is_main) as bar:
         posed = list(_pose_stills(est, stills, dets, vis, names, report, written, bar))
-        for index, item in mine:
-            if item.video:
-                frames = list(_pose_video(est, index, item, dets is not None, vis, names[index], report, written,
-                                          bar))
-                if not frames:
-                    _skip(report, "unreadable video", DataError(f"{item.path}: no frame could be decoded"))
-                posed += frames
+        for index, item in (pair for pair in mine if pair[1].video):
+            posed += _pose_video(est, index, item, dets is not None, vis, names[index], report, written, bar)
     posed, reports, written = (gather_lists(x, info) for x in (posed, [report], written))
     if not info.is_main:
         return None
     first_frame_id = max((it.image_id for it in items if not it.video), default=0) + 1
     return number_frames(posed, first_frame_id), SkipReport.merged(reports), sorted(written)
-
-
-def _check_outputs(out: Path, draw: bool) -> None:
-    """Every output path, before the first picture is read."""
-    check_writable(out, "output folder")
-    for name in ("predictions.json", "results.json"):
-        check_writable(out / name, f"{name} file")
-    if draw:
-        check_writable(out / "vis", "pictures folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     if args.detections and not Path(args.detections).is_file():
         raise OksposeError(f"detections file not found: {args.detections}")
     out = Path(args.out)
-    _check_outputs(out, not args.no_vis)
+    outputs = [(out, "output folder"), (out / "predictions.json", "predictions file"), (out / "results.json",
+               "results file"), *([] if args.no_vis else [(out / "vis", "pictures folder")])]
+    for path, kind in outputs:  # every output path, before the first picture is read
+        check_writable(path, kind)
     cfg, checkpoint = command_config(args.config, args.overrides, args.checkpoint, args.engine)
     info = init_distributed(args.device)
     det_report, done = SkipReport(), None
