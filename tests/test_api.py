@@ -132,6 +132,8 @@ def test_bad_settings_and_detectors_are_one_line(tiny_checkpoint, tmp_path):
         okspose.PoseEstimator.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=0)
     with pytest.raises(OksposeError, match="nope.pth"):
         okspose.PoseEstimator.from_checkpoint(tmp_path / "nope.pth")
+    with pytest.raises(OksposeError, match="'yolo9000'"):
+        okspose.PoseEstimator.from_checkpoint(tiny_checkpoint, detector="yolo9000", device="cpu")
     est = okspose.PoseEstimator.from_checkpoint(tiny_checkpoint, detector=lambda rgb: ([[0, 0, 5]], [1.0]),
                                                 device="cpu", **PINNED)
     with pytest.raises(OksposeError, match="detector boxes"):
