@@ -30,24 +30,32 @@ class DistInfo:
         return self.world_size > 1
 
 
+def use_cuda(device: str = "auto") -> bool:
+    """Whether ``device`` ("auto": CUDA when available, "cuda" or "cpu") runs on CUDA; "cuda" on a machine
+    without it is an :class:`OksposeError`."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise OksposeError(f"device must be auto, cpu or cuda, got {device!r}")
+    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise OksposeError("device cuda asked for, but CUDA is not available on this machine (use cpu or auto)")
+    return cuda
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group that ``torchrun`` describes in RANK/WORLD_SIZE/LOCAL_RANK, if any.
 
     ``device``: "auto" (CUDA when available), "cuda" or "cpu". Each process drives one GPU.
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise OksposeError("--device cuda asked for, but CUDA is not available on this machine (use --device cpu "
-                           "or auto)")
+    cuda = use_cuda(device)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistInfo(device=torch.device("cuda", 0) if use_cuda else torch.device("cpu"))
+        return DistInfo(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if use_cuda:
+    if cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    dev = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     return DistInfo(rank, world, local_rank, dev)
 
 

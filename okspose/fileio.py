@@ -3,13 +3,15 @@ behind) and JSON read and written as ``.json`` or gzipped ``.json.gz`` alike, by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -173,3 +175,33 @@ def write_coco(data: dict, path: str | os.PathLike) -> Path:
     if str(path).endswith(".gz"):
         raw = gzip.compress(raw, compresslevel=1)  # level 9 takes 15 s on COCO train, level 1 one
     return atomic_write(path, lambda f: f.write(raw))
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, who: str) -> Iterator[Path]:
+    """Hold ``folder/.okspose.lock`` while a run writes into ``folder``, so two runs never mix their files.
+
+    The lock is an ``flock`` (the kernel drops it when the process dies: no stale lock after a crash);
+    its file says ``who`` holds it, and a second run stops with an :class:`OksposeError` naming that.
+    """
+    import fcntl  # POSIX only, like the rest of the project's process handling
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".okspose.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise OksposeError(f"{folder} is in use by {holder}: wait for it to finish or choose another "
+                               "output folder") from None
+        f.truncate(0)
+        f.write(f"{who} (pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        f.flush()
+        try:
+            yield path
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)

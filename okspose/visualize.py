@@ -152,15 +152,23 @@ def _draw_label(canvas: np.ndarray, text: str, x: float, y: float, font_scale: f
     cv2.putText(canvas, text, (x0 + 2, y0 + th + 2), font, font_scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
+def identity_colors(track_ids: np.ndarray) -> np.ndarray:
+    """One BGR colour [N, 3] per track id, hues a golden angle apart so that neighbouring ids differ."""
+    return _hsv_to_bgr(np.asarray(track_ids, dtype=np.float64) * 137.508, np.full(len(track_ids), 255.0))
+
+
 def _draw_boxes(canvas: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None, thickness: int,
-                font_scale: float) -> None:
+                font_scale: float, track_ids: np.ndarray | None = None) -> None:
+    colors = identity_colors(track_ids) if track_ids is not None else np.tile(_BOX_COLOR, (len(boxes), 1))
     for i, (x, y, bw, bh) in enumerate(boxes):
         if not np.isfinite([x, y, bw, bh]).all():
             continue
-        cv2.rectangle(canvas, _fixed((x, y)), _fixed((x + bw, y + bh)), _BOX_COLOR,
+        cv2.rectangle(canvas, _fixed((x, y)), _fixed((x + bw, y + bh)), tuple(int(c) for c in colors[i]),
                       max(1, thickness - 1), cv2.LINE_AA, _SHIFT)
-        if scores is not None:
-            _draw_label(canvas, f"{scores[i]:.2f}", x, y, font_scale)
+        label = [f"#{int(track_ids[i])}"] if track_ids is not None else []
+        label += [f"{scores[i]:.2f}"] if scores is not None else []
+        if label:
+            _draw_label(canvas, " ".join(label), x, y, font_scale)
 
 
 def _check_rows(name: str, arr: np.ndarray | None, n: int, width: int | None) -> np.ndarray | None:
@@ -180,6 +188,7 @@ def draw_poses(
     scores: np.ndarray | None = None,
     kpt_thr: float = 0.3,
     instance_thr: float = 0.3,
+    track_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """A new BGR image with the people's skeletons drawn; ``keypoints`` is [N, K, 3] (x, y, score).
 
@@ -187,24 +196,25 @@ def draw_poses(
     ([N, 4] xywh) are drawn if given; ``scores`` ([N]) label the boxes, or the top-left visible joint.
     A person scoring below ``instance_thr`` or without any joint left is not drawn at all, so the low-scored
     candidates that the metric wants kept show no empty boxes or stray skeletons. Both thresholds default
-    to mmpose's 0.3.
+    to mmpose's 0.3. ``track_ids`` ([N], with ``boxes``) draw each identity's box in its own colour.
     """
     canvas = _as_bgr(image)
     kpts = _as_keypoints(keypoints, schema)
     n = len(kpts)
     boxes = _check_rows("boxes", boxes, n, 4)
     scores = _check_rows("scores", scores, n, None)
+    track_ids = _check_rows("track_ids", track_ids, n, None)
     thickness, radius, font_scale = _style(canvas.shape)
     visible = (kpts[..., 2] >= kpt_thr) & np.isfinite(kpts[..., :2]).all(axis=-1)
     shown = visible.any(axis=1)
     if scores is not None:
         shown &= scores >= instance_thr
     kpts, visible = kpts[shown], visible[shown]
-    boxes, scores = (None if a is None else a[shown] for a in (boxes, scores))
+    boxes, scores, track_ids = (None if a is None else a[shown] for a in (boxes, scores, track_ids))
     canvas = _draw_limbs(canvas, kpts, visible, schema, thickness)
     _draw_joints(canvas, kpts, visible, schema, radius)
     if boxes is not None:
-        _draw_boxes(canvas, boxes, scores, thickness, font_scale)
+        _draw_boxes(canvas, boxes, scores, thickness, font_scale, track_ids)
     elif scores is not None:
         for i in np.flatnonzero(visible.any(axis=1)):
             xy = kpts[i, visible[i], :2]

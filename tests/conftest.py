@@ -50,3 +50,20 @@ def assert_boxes_in_picture(boxes: np.ndarray, scores: np.ndarray, shape: tuple[
     assert boxes.dtype == np.float64 and np.all(np.isfinite(boxes)) and np.all(boxes[:, 2:] > 0)
     assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 0] + boxes[:, 2] <= w + 1e-6)
     assert np.all(boxes[:, 1] + boxes[:, 3] <= h + 1e-6) and np.all(np.diff(scores) <= 0)
+
+
+TINY_TRAIN = ["model.num_features=16", "data.max_train_persons=8", "data.max_val_persons=8", "train.batch_size=4",
+              "train.workers=0", "train.progress=false", "train.amp=none", "test.amp=none", "train.epochs=2",
+              "train.eval_every=0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny config trained two epochs on 8 coco-mini persons (it carries its config)."""
+    from okspose.config import load_config
+    from okspose.engine.train import train
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    train(load_config(CONFIGS / "coco_mini_tiny.yaml", [f"data.root={coco_mini}", f"train.output_dir={out}",
+                                                        *TINY_TRAIN]), device="cpu")
+    return out / "model_best.pth"

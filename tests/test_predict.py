@@ -3,6 +3,7 @@ matched by file-name number, an empty detections file, a video in and out, and i
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections import Counter
@@ -17,7 +18,8 @@ from pycocotools.coco import COCO
 
 from okspose.cli import main
 from okspose.config import load_config, split_overrides
-from okspose.fileio import save_checkpoint
+from okspose.fileio import folder_lock, save_checkpoint
+from okspose.inference import predictions as predictions_module
 from okspose.keypoints import COCO17
 from okspose.models.build import build_model
 
@@ -146,6 +148,8 @@ def test_video_in_video_out(checkpoint, tmp_path):
     assert frames[0]["file_name"] == "clip/000000.jpg" and (frames[0]["width"], frames[0]["height"]) == (320, 212)
     results = json.loads((out / "results.json").read_text())
     assert sorted(r["image_id"] for r in results) == [785, *range(786, 792)]
+    tracked = [a for a in predictions["annotations"] if a["image_id"] > 785]
+    assert len(tracked) == 6 and {a["track_id"] for a in tracked} == {1}  # the one person keeps its id
     assert (out / "vis" / IMAGES[0]).is_file()
 
 
@@ -170,3 +174,69 @@ def test_paths_and_overrides_are_told_apart(tmp_path, monkeypatch):
     Path("a.b=1.jpg").touch()  # looks like an override, but is a file
     paths, overrides = split_overrides(["x.jpg", "a.b=1.jpg", "model.num_features=32", "test.flip_test=true"])
     assert paths == ["x.jpg", "a.b=1.jpg"] and overrides == ["model.num_features=32", "test.flip_test=true"]
+
+
+def test_zero_byte_picture_is_a_counted_skip(checkpoint, image_dir, tmp_path, capsys):
+    (image_dir / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    assert predict(checkpoint, out, "--whole-image", "--no-vis", str(image_dir)) == 0
+    captured = capsys.readouterr()
+    assert "empty.jpg" in captured.err and "skipped 1 (1 unreadable image)" in captured.out
+    assert len(json.loads((out / "results.json").read_text())) == 3  # the other pictures are posed and written
+
+
+@pytest.mark.parametrize("where", ["existing file", "under a file", "results.json a folder"])
+def test_outputs_are_checked_before_any_picture(checkpoint, image_dir, tmp_path, capsys, monkeypatch, where):
+    out = tmp_path / "out"
+    if where == "existing file":
+        out.write_text("x")
+    elif where == "under a file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    else:
+        (out / "results.json").mkdir(parents=True)
+    read = []
+    monkeypatch.setattr("okspose.commands.predict.read_image", lambda path: read.append(path))
+    assert predict(checkpoint, out, "--whole-image", str(image_dir)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and str(out) in err and not read, err
+
+
+def test_a_failed_write_at_the_end_keeps_the_results(checkpoint, image_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    real = predictions_module.save_json
+
+    def full_disk(obj, path):
+        if Path(path).parent == out:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, path)
+
+    monkeypatch.setattr(predictions_module, "save_json", full_disk)
+    assert predict(checkpoint, out, "--whole-image", "--no-vis", str(image_dir)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress line: one error line
+    kept = Path(err.split(" are kept in ")[1])
+    assert "Traceback" not in err and "No space left" in err and str(out) in err
+    assert len(json.loads((kept / "results.json").read_text())) == 3
+    assert len(COCO(str(kept / "predictions.json")).getImgIds()) == 3
+    shutil.rmtree(kept)
+
+
+def test_a_second_run_into_a_locked_folder_stops(checkpoint, image_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    with folder_lock(out, "the first run"):
+        assert predict(checkpoint, out, "--whole-image", str(image_dir)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the first run" in err and str(out) in err, err
+    assert not (out / "results.json").exists() and not (out / "vis").exists()
+    assert predict(checkpoint, out, "--whole-image", "--no-vis", str(image_dir)) == 0  # released
+
+
+def test_pictures_whose_names_collide_are_all_written(checkpoint, tmp_path, capsys):
+    files = [tmp_path / "x" / "1_3.jpg", tmp_path / "a" / "1.jpg", tmp_path / "b" / "1.jpg"]  # issue 23's
+    for path, name in zip(files, IMAGES):
+        path.parent.mkdir()
+        shutil.copy(SAMPLES / name, path)
+    out = tmp_path / "out"
+    assert predict(checkpoint, out, "--whole-image", *map(str, files)) == 0
+    assert sorted(p.name for p in (out / "vis").iterdir()) == ["1.jpg", "1_2.jpg", "1_3.jpg"]
+    assert "3 pictures" in capsys.readouterr().out

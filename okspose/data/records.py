@@ -42,6 +42,15 @@ class SkipReport:
     def total(self) -> int:
         return sum(self.reasons.values())
 
+    @classmethod
+    def merged(cls, reports: list[SkipReport]) -> SkipReport:
+        """One report of several (ranks, stages): counts added, the first five examples kept."""
+        out = cls()
+        for report in reports:
+            out.reasons.update(report.reasons)
+            out.examples.extend(report.examples[: max(0, 5 - len(out.examples))])
+        return out
+
     def summary(self) -> str:
         if not self.total:
             return "skipped nothing"

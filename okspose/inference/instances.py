@@ -162,7 +162,7 @@ def gt_box_settings(test: TestConfig) -> TestConfig:
     return dataclasses.replace(test, iou_nms=False)
 
 
-def coco_results(records: PersonRecords, keypoints: np.ndarray, scores: np.ndarray,
+def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
                  category_id: int = 1) -> list[dict]:
     """Build COCO keypoint results records for the metric and for ``results.json`` files.
 
@@ -170,7 +170,7 @@ def coco_results(records: PersonRecords, keypoints: np.ndarray, scores: np.ndarr
     which shifts APm/APl.
 
     Args:
-        records: N person records; only their image ids are used.
+        image_ids: [N] the picture of each person.
         keypoints: [N, K, 3], (x, y) in image pixels and joint score.
         scores: [N] instance scores.
         category_id: COCO category of every record (1: person).
@@ -186,7 +186,7 @@ def coco_results(records: PersonRecords, keypoints: np.ndarray, scores: np.ndarr
             "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
             "score": float(score),
         }
-        for image_id, kp, score in zip(records.image_ids, keypoints, scores)
+        for image_id, kp, score in zip(image_ids, keypoints, scores)
     ]
 
 
@@ -201,4 +201,4 @@ def results_for(posed: PosedInstances, index: np.ndarray, scores: np.ndarray) ->
     Returns:
         list[dict]: M records as in :func:`coco_results`.
     """
-    return coco_results(posed.records.subset(index), posed.keypoints[index], scores)
+    return coco_results(posed.records.image_ids[index], posed.keypoints[index], scores)
