@@ -14,6 +14,7 @@ from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
           f"CONFIG is a YAML file or a packaged config: {', '.join(packaged_configs())}.")
+DETECTORS = ["maskrcnn", "mobilenet", "synthetic", "yolox"]  # okspose.inference.boxes.make_detector's kinds
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -34,14 +35,16 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool = False, whole_im
         g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
     g.add_argument("--detections", metavar="FILE",
                    help="person boxes from a COCO results-format file (.json or .json.gz)")
-    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+    g.add_argument("--detector", choices=DETECTORS,
                    help="run a person detector: torchvision Mask R-CNN R50-FPN (Team OKS's detector), Faster "
-                        "R-CNN MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
+                        "R-CNN MobileNetV3-Large FPN (lighter, for CPUs), the demo's synthetic-scenes one, or a "
+                        "YOLOX ONNX export (--detector-weights FILE, e.g. ../shared/models/yolox_nano.onnx)")
     if whole_image:
         g.add_argument("--whole-image", action="store_true",
                        help="each picture is one person (box = the whole picture, score 1): for cropped pictures")
     p.add_argument("--detector-weights", metavar="PATH",
-                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
+                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache; "
+                        "YOLOX: its .onnx file)")
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
@@ -128,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
-        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,mobilenet,synthetic} "
+        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {" + ",".join(DETECTORS) + "} "
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "
