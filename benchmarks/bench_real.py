@@ -53,6 +53,11 @@ BACKBONE = ["model.name=backbone", "model.backbone=efficientnet_lite0"]
 HOLDOUT_EVERY = 5  # --select: every 5th training picture (by id) is held out
 
 
+def schedule(epochs: int) -> list[str]:
+    """The demo's schedule for ``epochs``: x0.1 at 75% of them, no validation during training."""
+    return [f"train.epochs={epochs}", f"train.lr_steps=[{max(1, round(0.75 * epochs))}]", "train.eval_every=0"]
+
+
 @dataclass(frozen=True)
 class Row:
     label: str
@@ -73,9 +78,7 @@ ROWS = {
 def real_config(out: Path, name: str, epochs: int, extra: list[str], train_ann: Path, val_ann: Path) -> Config:
     """The demo's settings on real persons (absolute picture paths in the annotation files)."""
     cfg = load_config(DEMO_CONFIG, [*PINNED, f"data.train_ann={train_ann}", "data.train_images=''",
-                                    f"data.val_ann={val_ann}", "data.val_images=''", f"train.epochs={epochs}",
-                                    f"train.lr_steps=[{max(1, round(0.75 * epochs))}]", "train.eval_every=0",
-                                    *extra])
+                                    f"data.val_ann={val_ann}", "data.val_images=''", *schedule(epochs), *extra])
     cfg.train.output_dir = str(out / "runs" / name)
     return cfg
 
@@ -83,8 +86,7 @@ def real_config(out: Path, name: str, epochs: int, extra: list[str], train_ann: 
 def synthetic_pretrain(out: Path, seed: int, epochs: int, images: int, extra: list[str]) -> Path:
     """The demo's network trained on the synthetic people (the same pictures for every seed)."""
     make_demo_data(out / "synthetic", images, 2)
-    cfg = load_config(DEMO_CONFIG, [*PINNED, f"train.epochs={epochs}", f"train.lr_steps=[{max(1, round(0.75 * epochs))}]",
-                                    "train.eval_every=0", f"train.seed={seed}", *extra])
+    cfg = load_config(DEMO_CONFIG, [*PINNED, *schedule(epochs), f"train.seed={seed}", *extra])
     cfg.data.root, cfg.train.output_dir = str(out / "synthetic"), str(out / "runs" / f"synthetic_s{seed}")
     train(cfg, device="cpu")
     return Path(cfg.train.output_dir) / "checkpoint.pth"
