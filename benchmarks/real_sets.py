@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from okspose.fileio import read_json, write_coco
+from okspose.data.merge import merge_coco_sets
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SETS = {"coco-mini": SHARED / "data" / "coco-mini", "coco128": SHARED / "data" / "coco128"}  # first wins an image
@@ -17,16 +17,5 @@ def set_annotations(name: str, split: str) -> Path:
 
 
 def merged(out: Path, split: str) -> Path:
-    """One COCO file of every set's ``split`` persons (each once per epoch in training): absolute picture
-    paths, an image listed in two sets taken from the first, annotations numbered anew."""
-    images, annotations, categories = {}, [], None
-    for name, root in SETS.items():
-        data = read_json(set_annotations(name, split), "annotation")
-        categories = categories or data["categories"]
-        new = {im["id"]: {**im, "file_name": str(root / f"{split}2017" / im["file_name"])} for im in data["images"]
-               if im["id"] not in images}
-        images.update(new)
-        annotations += [a for a in data["annotations"] if a["image_id"] in new]
-    annotations = [{**a, "id": i + 1} for i, a in enumerate(annotations)]
-    return write_coco({"images": list(images.values()), "annotations": annotations, "categories": categories},
-                      out / f"person_keypoints_{split}_merged.json")
+    """Every set's ``split`` persons in one file in ``out`` (each picture once)."""
+    return merge_coco_sets(list(SETS.values()), split, out)

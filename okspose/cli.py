@@ -122,10 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write N images of an external set in the AI Challenger layout to OUT/aic")
     p.set_defaults(module="make_synthetic")
 
-    p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures")
+    p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures; "
+                                    "--real: real COCO persons and YOLOX-nano boxes")
     p.add_argument("--out", default="work/demo", help="working folder")
-    p.add_argument("--config", default=None, help="config to use instead of configs/demo_synthetic.yaml")
+    p.add_argument("--config", default=None,
+                   help="config to use instead of configs/demo_synthetic.yaml (--real: configs/demo_real.yaml)")
     p.add_argument("--no-detector", action="store_true", help="skip the detector: ground-truth boxes only")
+    p.add_argument("--real", action="store_true",
+                   help="train on the real coco-mini + coco128 train persons and pose their val pictures with "
+                        "YOLOX-nano's boxes (from --shared; the backbone's ImageNet weights: okspose[pretrained])")
+    p.add_argument("--shared", default="../shared", help="--real: the folder holding data/ and models/")
     p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
     p.set_defaults(module="demo", positional_kind="overrides")
 
