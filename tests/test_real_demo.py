@@ -20,8 +20,9 @@ def test_real_demo_poses_the_real_val_pictures_with_yolox_boxes(tmp_path: Path, 
     assert main(["demo", "--real", "--out", str(tmp_path), "--shared", str(SHARED), "train.epochs=1",
                  "train.lr_steps=[1]", "data.max_train_persons=8", "data.input_size=[64,64]",
                  "data.heatmap_size=[16,16]", "model.num_features=16", "model.pretrained=''", "train.progress=false",
-                 # pinned: the same on every CPU, and no compile time
-                 "train.amp=none", "test.amp=none", "test.engine=torch", "test.compile=false"]) == 0
+                 # pinned: the same on every CPU; no compile time, few crops
+                 "train.amp=none", "test.amp=none", "test.engine=torch", "test.compile=false",
+                 "test.flip_test=false", "test.det_top_k=3"]) == 0
     assert "real COCO persons: 8 train, 299 val" in capsys.readouterr().out
     detector = read_json(tmp_path / "results_summary.json", "summary")
     assert detector["boxes"].startswith("YOLOX") and detector["images"] == VAL_IMAGES
