@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# import under numpy 2 ("numpy.dtype size changed"); its setup.py imports numpy, hence no build isolation
 	$(PY) -m pip install -q cython numpy setuptools
 	$(PY) -m pip install -q --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
-	$(PY) -m pip install -q -e ".[dev,onnx]"
+	$(PY) -m pip install -q -e ".[dev,onnx,pretrained]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,164 +1,216 @@
-"""The first model that learns real people: the demo's network (1-stack hourglass, 64 features, 128x128)
-trained on every real COCO person with a picture here (coco-mini + coco128 train, ~225 persons) and scored
-on their val persons (~300, coco-mini + coco128 val, ground-truth boxes) with and without flip test; then
-the same network pre-trained on the synthetic people and fine-tuned on the real ones the same way, to see
-whether synthetic pre-training helps with little data. Prints the CPU, its native bf16 and the wall time,
-a markdown table, and writes a learning curve (loss and AP per epoch) to OUT/learning_curve.png.
+"""AP on real persons: okspose's networks trained on every real COCO person with a picture here that is not in
+a val set (coco-mini + coco128 train, 225 persons) and scored with pycocotools on coco-mini + coco128 val (each
+image once, 299 persons) with ground-truth boxes and with YOLOX-nano's boxes, over seeds, beside MoveNet
+Lightning posing the same boxes through the same scoring path.
 
-Everything runs in fp32 (train.amp=none, test.amp=none), so the figures do not depend on the CPU's bf16.
-The settings are fixed before the run and not tuned against the val persons. About 30 min on 2 cores.
+Rows: the demo's hourglass (1 stack, 64 features, 128x128) from scratch, and pre-trained on the synthetic
+people first; the backbone network (EfficientNet-Lite0 + deconvolution head) ImageNet-initialised and from
+scratch; MoveNet (trained on COCO train by Google; one run: it is deterministic). Each (row, seed) writes
+OUT/results/ROW_sSEED.json and is skipped when that file is there, so rows run in separate processes into
+one OUT; ``--table`` prints the table of every result there (mean and 95% Student-t interval over seeds).
+``--select ROW`` trains ROW on 80% of the training pictures and prints the AP on the other 20% every
+``--select-every`` epochs: settings are chosen there, never on the val persons.
 
-    python benchmarks/bench_real.py [--epochs 30] [--out work/bench_real]
-    python benchmarks/bench_real.py --quick --epochs 1   # end to end in about a minute: tiny inputs and sets
+Everything runs in fp32 (train.amp=none, test.amp=none, test.engine=torch), so the figures do not depend on
+the CPU's bf16.
+
+    python benchmarks/bench_real.py --rows hg_scratch,movenet [--seeds 0,1,2] [--epochs 30] [--out DIR]
+    python benchmarks/bench_real.py --select bb_imagenet --epochs 40
+    python benchmarks/bench_real.py --table [--out DIR]
+    python benchmarks/bench_real.py --quick --rows hg_scratch --seeds 0 --epochs 1   # end to end in a minute
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
-import shutil
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import torch
 from bench_startup import bf16_support, cpu_flags
-from matplotlib.figure import Figure
+from bench_yolox import detect_file
+from real_sets import merged
 
 from okspose.checkpoints import Checkpoint
 from okspose.config import Config, load_config
 from okspose.data.build import build_records
 from okspose.distributed import DistInfo
 from okspose.engine.train import train
-from okspose.fileio import read_json, save_figure, save_json, write_coco
+from okspose.fileio import read_json, save_json, write_coco
 from okspose.inference.boxes import BoxSource
 from okspose.inference.poser import Poser
 from okspose.inference.scoring import pose_and_score
+from okspose.intervals import paired_interval
 from okspose.recipe.demo import DEMO_CONFIG, make_demo_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {"coco_mini": SHARED / "coco-mini", "coco128": SHARED / "coco128"}  # first listed wins a shared image
-PINNED = ["train.amp=none", "test.amp=none", "train.progress=false", "train.workers=0"]
+PINNED = ["train.amp=none", "test.amp=none", "test.engine=torch", "train.progress=false", "train.workers=0"]
 QUICK = ["data.input_size=[64,64]", "data.heatmap_size=[16,16]", "model.num_features=16",
          "data.max_train_persons=16", "data.max_val_persons=32"]
+BACKBONE = ["model.name=backbone", "model.backbone=efficientnet_lite0"]
+HOLDOUT_EVERY = 5  # --select: every 5th training picture (by id) is held out
 
 
-def merged(out: Path, split: str) -> Path:
-    """One COCO file of every set's ``split`` persons (each once per epoch in training): absolute picture
-    paths, an image listed in two sets taken from the first, annotations numbered anew."""
-    images, annotations, categories = {}, [], None
-    for root in SETS.values():
-        data = read_json(root / "annotations" / f"person_keypoints_{split}2017.json", "annotation")
-        categories = categories or data["categories"]
-        new = {im["id"]: {**im, "file_name": str(root / f"{split}2017" / im["file_name"])} for im in data["images"]
-               if im["id"] not in images}
-        images.update(new)
-        annotations += [a for a in data["annotations"] if a["image_id"] in new]
-    annotations = [{**a, "id": i + 1} for i, a in enumerate(annotations)]
-    return write_coco({"images": list(images.values()), "annotations": annotations, "categories": categories},
-                      out / f"person_keypoints_{split}_merged.json")
+def schedule(epochs: int) -> list[str]:
+    """The demo's schedule for ``epochs``: x0.1 at 75% of them, no validation during training."""
+    return [f"train.epochs={epochs}", f"train.lr_steps=[{max(1, round(0.75 * epochs))}]", "train.eval_every=0"]
 
 
-def real_config(out: Path, name: str, epochs: int, extra: list[str]) -> Config:
-    """The demo's network on the real train persons, validated each epoch (no flip: the curve's AP) on the
-    val persons; both merged files are in ``out``."""
-    cfg = load_config(DEMO_CONFIG, [*PINNED, f"data.train_ann={out / 'person_keypoints_train_merged.json'}",
-                                    "data.train_images=''", f"data.val_ann={out / 'person_keypoints_val_merged.json'}",
-                                    "data.val_images=''",
-                                    f"train.epochs={epochs}", f"train.lr_steps=[{max(1, round(0.75 * epochs))}]",
-                                    "train.eval_every=1", "test.flip_test=false", *extra])
+@dataclass(frozen=True)
+class Row:
+    label: str
+    overrides: tuple[str, ...] = ()
+    synthetic_pretrain: bool = False
+
+
+ROWS = {
+    "hg_scratch": Row("hourglass (1 stack, 64 features) from scratch"),
+    "hg_synthetic": Row("hourglass pre-trained on synthetic people", synthetic_pretrain=True),
+    "bb_imagenet": Row("EfficientNet-Lite0 + deconv head, ImageNet-initialised",
+                       (*BACKBONE, "model.pretrained=imagenet")),
+    "bb_scratch": Row("EfficientNet-Lite0 + deconv head from scratch", tuple(BACKBONE)),
+    "movenet": Row("MoveNet SinglePose Lightning (int8; Google, trained on COCO train)"),
+}
+
+
+def real_config(out: Path, name: str, epochs: int, extra: list[str], train_ann: Path, val_ann: Path) -> Config:
+    """The demo's settings on real persons (absolute picture paths in the annotation files)."""
+    cfg = load_config(DEMO_CONFIG, [*PINNED, f"data.train_ann={train_ann}", "data.train_images=''",
+                                    f"data.val_ann={val_ann}", "data.val_images=''", *schedule(epochs), *extra])
     cfg.train.output_dir = str(out / "runs" / name)
     return cfg
 
 
-def evaluate(cfg: Config, ckpt: Path) -> dict[str, dict[str, float]]:
-    """COCO stats of the checkpoint on ``cfg``'s val persons with ground-truth boxes, with and without flip."""
-    stats = {}
-    for name, flip in (("flip", True), ("no_flip", False)):
-        c = dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, flip_test=flip))
-        poser = Poser.from_checkpoint(c, Checkpoint.read(ckpt), torch.device("cpu"))
-        stats[name] = pose_and_score(poser, c, BoxSource("gt"), DistInfo())[1].evaluation.as_dict()
-    return stats
-
-
-def timed_train(cfg: Config) -> tuple[Path, float]:
-    start = time.perf_counter()
+def synthetic_pretrain(out: Path, seed: int, epochs: int, images: int, extra: list[str]) -> Path:
+    """The demo's network trained on the synthetic people (the same pictures for every seed)."""
+    make_demo_data(out / "synthetic", images, 2)
+    cfg = load_config(DEMO_CONFIG, [*PINNED, *schedule(epochs), f"train.seed={seed}", *extra])
+    cfg.data.root, cfg.train.output_dir = str(out / "synthetic"), str(out / "runs" / f"synthetic_s{seed}")
     train(cfg, device="cpu")
-    return Path(cfg.train.output_dir) / "checkpoint.pth", time.perf_counter() - start
+    return Path(cfg.train.output_dir) / "checkpoint.pth"
 
 
-def plot_curves(runs: dict[str, Path], path: Path) -> Path:
-    """Training loss and val AP (ground-truth boxes, no flip) per epoch of each run's log.csv."""
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    loss_ax, ap_ax = fig.subplots(1, 2)
-    for label, run in runs.items():
-        rows = list(csv.DictReader((run / "log.csv").open()))
-        epochs = [int(r["epoch"]) for r in rows]
-        loss_ax.plot(epochs, [float(r["loss"]) for r in rows], marker=".", label=label)
-        ap_ax.plot(epochs, [100 * float(r["AP"]) for r in rows], marker=".", label=label)
-    loss_ax.set(xlabel="epoch on the real persons", ylabel="training loss", yscale="log", title="loss")
-    ap_ax.set(xlabel="epoch on the real persons", ylabel="AP (%)", title="val AP (GT boxes, no flip)")
-    for ax in (loss_ax, ap_ax):
-        ax.legend(fontsize=8)
-    return save_figure(fig, path)
+def evaluate(poser, cfg: Config, yolox_boxes: Path) -> dict[str, dict[str, float]]:
+    """COCO keypoint stats on ``cfg``'s val persons with ground-truth boxes and with YOLOX-nano's boxes
+    (rescoring, IoU/OKS-NMS), through okspose's one scoring path."""
+    return {name: pose_and_score(poser, cfg, source, DistInfo())[1].evaluation.as_dict()
+            for name, source in (("gt", BoxSource("gt")), ("yolox", BoxSource("detections", str(yolox_boxes))))}
+
+
+def run_row(out: Path, row: str, seed: int, args: argparse.Namespace, extra: list[str]) -> dict:
+    """Train (unless MoveNet) and evaluate one row with one seed."""
+    spec, start = ROWS[row], time.perf_counter()
+    train_ann, val_ann = out / "person_keypoints_train_merged.json", out / "person_keypoints_val_merged.json"
+    cfg = real_config(out, f"{row}_s{seed}", args.epochs, [*extra, *spec.overrides, f"train.seed={seed}"],
+                      train_ann, val_ann)
+    if row == "movenet":
+        from movenet import MoveNetPoser
+
+        return {"seconds": 0.0, **evaluate(MoveNetPoser(), cfg, out / "yolox_val.json")}
+    if spec.synthetic_pretrain:
+        cfg.train.init_weights = str(synthetic_pretrain(out, seed, args.pretrain_epochs, args.synthetic_images,
+                                                        extra))
+    train(cfg, device="cpu")
+    seconds = time.perf_counter() - start
+    poser = Poser.from_checkpoint(cfg, Checkpoint.read(Path(cfg.train.output_dir) / "checkpoint.pth"),
+                                  torch.device("cpu"))
+    return {"seconds": seconds, "epochs": args.epochs, **evaluate(poser, cfg, out / "yolox_val.json")}
+
+
+def split_train(out: Path) -> tuple[Path, Path]:
+    """The merged training persons as two files: every ``HOLDOUT_EVERY``-th picture (by id) held out."""
+    data = read_json(out / "person_keypoints_train_merged.json", "annotation")
+    ids = sorted(im["id"] for im in data["images"])
+    held = set(ids[HOLDOUT_EVERY - 1::HOLDOUT_EVERY])
+    paths = []
+    for name, keep in (("fit", lambda i: i not in held), ("holdout", lambda i: i in held)):
+        part = {"images": [im for im in data["images"] if keep(im["id"])],
+                "annotations": [a for a in data["annotations"] if keep(a["image_id"])],
+                "categories": data["categories"]}
+        paths.append(write_coco(part, out / f"person_keypoints_train_{name}.json"))
+    return paths[0], paths[1]
+
+
+def select(out: Path, row: str, args: argparse.Namespace, extra: list[str]) -> None:
+    """Train ``row`` on the fit part of the training persons and print its held-out AP (GT boxes)."""
+    fit, holdout = split_train(out)
+    cfg = real_config(out, f"select_{row}", args.epochs, [*extra, *ROWS[row].overrides,
+                                                          f"train.eval_every={args.select_every}"], fit, holdout)
+    if ROWS[row].synthetic_pretrain:
+        cfg.train.init_weights = str(synthetic_pretrain(out, 0, args.pretrain_epochs, args.synthetic_images, extra))
+    print(f"select {row}: {len(build_records(cfg, 'train'))} fit persons, {len(build_records(cfg, 'val'))} held out")
+    train(cfg, device="cpu")
+    for r in csv.DictReader((Path(cfg.train.output_dir) / "log.csv").open()):
+        if r.get("AP"):
+            print(f"select {row}: epoch {r['epoch']}: held-out AP {100 * float(r['AP']):.1f}", flush=True)
+
+
+def cell(values: list[float]) -> str:
+    """Mean in %, with its 95% interval over seeds when there are several."""
+    interval = paired_interval(values, [0.0] * len(values))
+    if interval is None:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * interval.mean:.1f} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+
+
+def table(out: Path) -> str:
+    """The markdown table of every result in OUT/results."""
+    lines = ["| network | seeds | GT boxes AP | AP50 | AP75 | YOLOX-nano boxes AP | AP50 | AP75 | train min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row, spec in ROWS.items():
+        runs = [read_json(p, "result") for p in sorted((out / "results").glob(f"{row}_s*.json"))]
+        if not runs:
+            continue
+        cells = [cell([r[boxes][k] for r in runs]) for boxes in ("gt", "yolox") for k in ("AP", "AP50", "AP75")]
+        minutes = sum(r["seconds"] for r in runs) / len(runs) / 60
+        lines.append(f"| {spec.label} | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--epochs", type=int, default=30, help="epochs on the real persons, for both runs")
+    parser.add_argument("--rows", default="", help=f"comma-separated rows to run: {', '.join(ROWS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs on the real persons")
     parser.add_argument("--pretrain-epochs", type=int, default=5, help="epochs on the synthetic people")
     parser.add_argument("--synthetic-images", type=int, default=600, help="synthetic pictures (1-3 people each)")
+    parser.add_argument("--select", choices=list(ROWS), help="train on 80%% of the training pictures, print "
+                                                                "the AP on the rest")
+    parser.add_argument("--select-every", type=int, default=5, help="--select: epochs between held-out scores")
+    parser.add_argument("--table", action="store_true", help="print the table of the results in OUT")
     parser.add_argument("--out", type=Path, default=Path("work/bench_real"))
     parser.add_argument("--quick", action="store_true",
-                        help="a check that it runs: 64x64 inputs, 16 features, 16 persons per set, 32 val persons, "
-                             "8 synthetic pictures")
+                        help="a check that it runs: 64x64 inputs, 16 features, 16 train and 32 val persons")
     args = parser.parse_args()
+    out = args.out.resolve()
+    if args.table:
+        print(table(out))
+        return
     model, flags = cpu_flags()
     print(f"CPU: {model}, native bf16: {bf16_support(flags)} (not used: fp32 throughout); {date.today()}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-    start = time.perf_counter()
-    out = args.out.resolve()
-    if out.exists():
-        shutil.rmtree(out)
     extra = QUICK if args.quick else []
     merged(out, "train")
-    merged(out, "val")
-    results = {}
-
-    scratch = real_config(out, "scratch", args.epochs, extra)
-    persons = {split: len(build_records(scratch, split)) for split in ("train", "val")}
-    print(f"real COCO persons: {persons['train']} train, {persons['val']} val", flush=True)
-    ckpt, seconds = timed_train(scratch)
-    results["from scratch"] = {"epochs": f"{args.epochs}", "seconds": seconds, **evaluate(scratch, ckpt)}
-
-    synthetic_images = 8 if args.quick else args.synthetic_images
-    make_demo_data(out / "synthetic", synthetic_images, 2)
-    pre = load_config(DEMO_CONFIG, [*PINNED, f"train.epochs={args.pretrain_epochs}",
-                                    f"train.lr_steps=[{max(1, round(0.75 * args.pretrain_epochs))}]",
-                                    "train.eval_every=0", *extra])
-    pre.data.root, pre.train.output_dir = str(out / "synthetic"), str(out / "runs" / "synthetic")
-    pre_ckpt, pre_seconds = timed_train(pre)
-    results["synthetic only (no real person)"] = {"epochs": f"{args.pretrain_epochs} synthetic",
-                                                  "seconds": pre_seconds, **evaluate(scratch, pre_ckpt)}
-
-    tuned = real_config(out, "finetuned", args.epochs, [*extra, f"train.init_weights={pre_ckpt}"])
-    ckpt, seconds = timed_train(tuned)
-    results["synthetic, then fine-tuned"] = {"epochs": f"{args.pretrain_epochs} synthetic + {args.epochs}",
-                                             "seconds": pre_seconds + seconds, **evaluate(tuned, ckpt)}
-
-    curve = plot_curves({"from scratch": out / "runs" / "scratch", "synthetic, then fine-tuned": out / "runs" /
-                         "finetuned"}, out / "learning_curve.png")
-    wall = time.perf_counter() - start
-    print("\n| model | epochs | AP (flip) | AP (no flip) | AP50 (flip) | AR (flip) | train min |\n"
-          "|---|---|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        print(f"| {name} | {r['epochs']} | {100 * r['flip']['AP']:.1f} | {100 * r['no_flip']['AP']:.1f} | "
-              f"{100 * r['flip']['AP50']:.1f} | {100 * r['flip']['AR']:.1f} | {r['seconds'] / 60:.1f} |")
-    print(f"\nlearning curve: {curve}; wall time {wall / 60:.1f} min")
-    save_json({"cpu": model, "bf16": bf16_support(flags), "quick": args.quick, "persons": persons, "results": results,
-               "wall_seconds": wall}, out / "results.json")
+    val = merged(out, "val")
+    if not (out / "yolox_val.json").is_file():
+        detect_file(val, None, out / "yolox_val.json")
+    if args.select:
+        select(out, args.select, args, extra)
+        return
+    for row in filter(None, args.rows.split(",")):
+        for seed in [0] if row == "movenet" else [int(s) for s in args.seeds.split(",")]:
+            path = out / "results" / f"{row}_s{seed}.json"
+            if path.is_file():
+                continue
+            result = run_row(out, row, seed, args, extra)
+            save_json(result, path)
+            print(f"{row} seed {seed}: AP {100 * result['gt']['AP']:.1f} (GT boxes), "
+                  f"{100 * result['yolox']['AP']:.1f} (YOLOX-nano boxes); {result['seconds'] / 60:.1f} min",
+                  flush=True)
+    print("\n" + table(out))
 
 
 if __name__ == "__main__":

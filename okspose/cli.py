@@ -16,6 +16,7 @@ from okspose.errors import OksposeError
 
 EPILOG = ("Config values can be overridden anywhere on the command line, e.g.: train.epochs=10 model.num_stacks=2. "
           f"CONFIG is a YAML file or a packaged config: {', '.join(packaged_configs())}.")
+DETECTORS = ["maskrcnn", "mobilenet", "synthetic", "yolox"]  # okspose.inference.boxes.make_detector's kinds
 
 
 def _at_least(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -67,14 +68,16 @@ def _add_box_source(p: argparse.ArgumentParser, allow_gt: bool = False, whole_im
         g.add_argument("--boxes", choices=["gt"], help="pose the ground-truth person boxes (the default)")
     g.add_argument("--detections", metavar="FILE",
                    help="person boxes from a COCO results-format file (.json or .json.gz)")
-    g.add_argument("--detector", choices=["maskrcnn", "mobilenet", "synthetic"],
+    g.add_argument("--detector", choices=DETECTORS,
                    help="run a person detector: torchvision Mask R-CNN R50-FPN (Team OKS's detector), Faster "
-                        "R-CNN MobileNetV3-Large FPN (lighter, for CPUs), or the demo's synthetic-scenes one")
+                        "R-CNN MobileNetV3-Large FPN (lighter, for CPUs), the demo's synthetic-scenes one, or a "
+                        "YOLOX ONNX export (--detector-weights FILE, e.g. ../shared/models/yolox_nano.onnx)")
     if whole_image:
         g.add_argument("--whole-image", action="store_true",
                        help="each picture is one person (box = the whole picture, score 1): for cropped pictures")
     p.add_argument("--detector-weights", metavar="PATH",
-                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache)")
+                   help="detector weights (Mask R-CNN: default torchvision's COCO weights from the torch cache; "
+                        "YOLOX: its .onnx file)")
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
@@ -156,16 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write N images of an external set in the AI Challenger layout to OUT/aic (default 0)")
     p.set_defaults(module="make_synthetic")
 
-    p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures")
+    p = sub.add_parser("demo", help="synthetic data -> train a small hourglass on CPU -> evaluate -> pictures; "
+                                    "--real: real COCO persons and YOLOX-nano boxes")
     p.add_argument("--out", default="work/demo", help="working folder")
-    p.add_argument("--config", default=None, help="config to use instead of configs/demo_synthetic.yaml")
+    p.add_argument("--config", default=None,
+                   help="config to use instead of configs/demo_synthetic.yaml (--real: configs/demo_real.yaml)")
     p.add_argument("--no-detector", action="store_true", help="skip the detector: ground-truth boxes only")
+    p.add_argument("--real", action="store_true",
+                   help="train on the real coco-mini + coco128 train persons and pose their val pictures with "
+                        "YOLOX-nano's boxes (from --shared; the backbone's ImageNet weights: okspose[pretrained])")
+    p.add_argument("--shared", default="../shared", help="--real: the folder holding data/ and models/")
     p.add_argument("positionals", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
     p.set_defaults(module="demo", positional_kind="overrides")
 
     p = sub.add_parser(
         "predict", help="pose people in images, folders and videos: COCO JSON and pictures",
-        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {maskrcnn,mobilenet,synthetic} "
+        usage="%(prog)s [CONFIG] --checkpoint CKPT (--detections FILE | --detector {" + ",".join(DETECTORS) + "} "
               "[--detector-weights PATH] | --whole-image) --out DIR PATH... [key=value ...]",
         description="Folders give the image and video files directly inside (not recursive). With --detections, "
                     "an image is matched to the file's image_id by the number its file name stem is "

@@ -76,9 +76,15 @@ class ModelConfig:
     num_stacks: int = 8
     num_features: int = 256
     depth: int = 4
-    name: Literal["hourglass", "blockqnn"] = "hourglass"  # blockqnn: block_code replaces the residual
+    # blockqnn: block_code replaces the residual; backbone: an ImageNet classifier + deconvolutions (SimpleBaseline),
+    # whose head has num_features filters (num_stacks, depth and modules_per_position are the hourglass's)
+    name: Literal["hourglass", "blockqnn", "backbone"] = "hourglass"
     block_code: str = ""  # BlockQNN code, e.g. "1 conv1 0; 2 conv3 1; 3 add 0 2" (okspose/models/blockqnn.py)
     modules_per_position: int = 1  # modules in a row at each hourglass position and head (3: 18.6 M HG-2)
+    backbone: str = "efficientnet_lite0"  # name=backbone: efficientnet_lite0, resnet18/50/101/152, mobilenet_v3_large
+    # name=backbone: the backbone's weights at the start of training: "" random, "imagenet" (torchvision's from the
+    # torch hub cache; EfficientNet-Lite0's from okspose[pretrained]), or a file holding the classifier's state dict
+    pretrained: str = ""
 
 
 @dataclass

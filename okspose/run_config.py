@@ -61,8 +61,9 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"data.input_size {w}x{h} / data.heatmap_size {hw}x{hh} must equal the network's "
                           f"stride {stride} in both axes (heatmap_size [{w / stride:g}, {h / stride:g}])")
     if w % multiple or h % multiple:
-        raise ConfigError(f"data.input_size {w}x{h}: both sides must be multiples of {multiple} (stride {stride} "
-                          f"x 2**model.depth, depth {m.depth})")
+        why = ("the backbone's stride" if m.name == "backbone" else
+               f"stride {stride} x 2**model.depth, depth {m.depth}")
+        raise ConfigError(f"data.input_size {w}x{h}: both sides must be multiples of {multiple} ({why})")
 
 
 def _network_settings(stored: dict | None) -> dict | None:

@@ -259,8 +259,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None) -> dict:
                         collate_fn=default_collate, pin_memory=info.device.type == "cuda",
                         drop_last=False)
 
-    model = build_model(cfg).to(info.device)
-    if t.init_weights and not resume:  # a resumed run has its own weights
+    # model.pretrained starts a fresh run only: a resumed run has its own weights, a fine-tuned one init_weights'
+    model = build_model(cfg, pretrained=not resume and not t.init_weights).to(info.device)
+    if t.init_weights and not resume:
         load_weights(model, read_checkpoint(t.init_weights), t.init_weights)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -26,18 +26,20 @@ from okspose.inference.instances import Detections, PosedInstances, records_from
 from okspose.inference.poser import Poser
 from okspose.inference.runtime import resolve_amp
 from okspose.inference.synthetic_detector import load_synthetic_detector
+from okspose.inference.yolox import YoloxDetector
 from okspose.progress import progress as progress_bar
 
 # Pictures decoded and held at once on the detector path (and for videos in predict): enough to keep the
 # pose batches full, few enough that a long video never holds more than this many frames.
 CHUNK_IMAGES = 64
+Detector = PersonDetector | YoloxDetector  # what make_detector returns: anything with .detect(images)
 
 
 @dataclass(frozen=True)
 class BoxSource:
     """Where person boxes come from: ground truth, a COCO results file, or a detector."""
 
-    kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "mobilenet" | "synthetic"
+    kind: str = "gt"  # "gt" | "detections" | "maskrcnn" | "mobilenet" | "synthetic" | "yolox"
     path: str | None = None  # detections file, or detector weights
 
     @classmethod
@@ -59,14 +61,17 @@ class BoxSource:
         return {"gt": "ground-truth boxes", "detections": f"detections from {self.path}",
                 "maskrcnn": "Mask R-CNN R50-FPN detector",
                 "mobilenet": "Faster R-CNN MobileNetV3-Large FPN detector",
-                "synthetic": "synthetic-scenes detector"}[self.kind]
+                "synthetic": "synthetic-scenes detector",
+                "yolox": f"YOLOX detector {self.path} (ONNX Runtime)"}[self.kind]
 
 
-def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> PersonDetector:
+def make_detector(source: BoxSource, cfg: Config, device: torch.device) -> Detector:
     """The detector ``source`` names, with the pose network's speed rule where it keeps the boxes: channels_last
     with ``test.fast`` (the default); bf16 only where ``test.det_amp`` asks (``auto``: on CPUs with native bf16),
-    as it moves boxes by fractions of a pixel."""
+    as it moves boxes by fractions of a pixel. YOLOX runs in ONNX Runtime on the CPU whatever ``device``."""
     t = cfg.test
+    if source.kind == "yolox":
+        return YoloxDetector(source.path, top_k=t.det_top_k, score_floor=t.det_score_floor)
     if source.kind == "synthetic":
         if not source.path:
             raise OksposeError("--detector synthetic needs --detector-weights PATH (made by `okspose demo`)")
@@ -88,14 +93,14 @@ def file_detections(path: str | Path, cfg: Config, image_ids: set[int], report: 
     return detections.select(image_ids)
 
 
-def detect_records(detector: PersonDetector, images: dict[int, np.ndarray], image_paths: dict[int, str],
+def detect_records(detector: Detector, images: dict[int, np.ndarray], image_paths: dict[int, str],
                    num_joints: int) -> PersonRecords:
     """Person records of the detector's boxes on decoded pictures."""
     dets = dict(zip(images, detector.detect(list(images.values())))) if images else {}
     return records_from_detections(image_paths, dets, num_joints)
 
 
-def detect_and_pose(poser: Poser, detector: PersonDetector, image_paths: dict[int, str],
+def detect_and_pose(poser: Poser, detector: Detector, image_paths: dict[int, str],
                     progress: bool = False) -> PosedInstances:
     """Decode each picture once (in ``poser.workers`` loader workers, ahead of the network), find its
     persons with ``detector`` and pose them from the same pixels, ``CHUNK_IMAGES`` pictures at a time, so
