@@ -24,8 +24,8 @@ def _clone(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _recording_build_model(cfg):
-    model = _build_model(cfg)
+def _recording_build_model(cfg, **kwargs):
+    model = _build_model(cfg, **kwargs)
     built.append((model, _clone(model)))
     return model
 

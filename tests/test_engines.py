@@ -228,5 +228,5 @@ def test_negative_cpu_max_crops_is_refused():
     from okspose.errors import ConfigError
     from okspose.run_config import load_run_config
 
-    with pytest.raises(ConfigError, match="test.cpu_max_crops must be 0"):
+    with pytest.raises(ConfigError, match="test.cpu_max_crops must be at least 0, got -1"):
         load_run_config(CONFIG, ["test.cpu_max_crops=-1"])

@@ -47,14 +47,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 class Float32(nn.Module):
-    """Runs ``module`` in float32 inside an autocast region: its input is cast up, its output stays float32."""
+    """Runs ``module`` in float32 inside an autocast region: its input is cast up, its output stays float32.
 
-    def __init__(self, module: nn.Module):
+    The device type is fixed when it is built (not read from the input) so the module stays traceable by
+    ``torch.fx``, which :func:`~okspose.models.fuse.fold_batchnorm` uses on an already optimised network.
+    """
+
+    def __init__(self, module: nn.Module, device_type: str):
         super().__init__()
         self.module = module
+        self.device_type = device_type
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(self.device_type, enabled=False):
             return self.module(x.float())
 
 
@@ -67,7 +72,7 @@ def optimize_for_inference(model: StackedHourglass, device: torch.device) -> nn.
     """
     fused = fold_batchnorm(model)
     for name in model.float32_layers():
-        fused.set_submodule(name, Float32(fused.get_submodule(name)))
+        fused.set_submodule(name, Float32(fused.get_submodule(name), device.type))
     return fused.to(device).to(memory_format=torch.channels_last)
 
 
