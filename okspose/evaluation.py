@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from okspose.data.records import SkipReport
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import COCO17, SCHEMAS, box_oks_area
+from okspose.keypoints import COCO17, SCHEMAS, box_oks_area, check_category_joints
 
 # Names of COCOeval's ten keypoint statistics, in the order of ``COCOeval.stats``.
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -135,7 +135,8 @@ def _schema_hint(values: object, crowd: bool) -> str:
     return f" (for {' or '.join(names)}: eval-results --schema {names[0]}, data.schema={names[0]})"
 
 
-def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: SkipReport | None = None) -> dict:
+def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: SkipReport | None = None,
+              joints: Sequence[str] | None = None) -> dict:
     """The one check of a ground-truth file, shared by every command that scores: the fields
     COCOeval('keypoints') reads, so a bad file fails here with the annotation id and field, not deep inside
     COCOeval or as a wrong number. A person COCO's metric ignores (a crowd region, or no labelled joint)
@@ -156,6 +157,8 @@ def _check_gt(dataset: Any, source: str, num_joints: int, area: Area, report: Sk
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
             raise DataError(f"{source}: categories[{i}] has no integer 'id'")
+    if joints is not None:
+        check_category_joints(dataset["categories"], joints, source)
     img_ids = {img["id"] for img in dataset["images"]}
     cat_ids = {cat["id"] for cat in dataset["categories"]}
     crowd = _crowd_index(dataset, source) is not None
@@ -208,7 +211,7 @@ def _coco_from_dataset(dataset: dict) -> COCO:
 
 
 def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area = "file",
-              report: SkipReport | None = None) -> COCO:
+              report: SkipReport | None = None, joints: Sequence[str] | None = None) -> COCO:
     """Load and validate a COCO-format keypoint annotation file, so a bad file fails with its name.
 
     Args:
@@ -216,6 +219,7 @@ def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area 
         num_joints: K; every annotation's ``keypoints`` must hold 3K numbers.
         area: ``file``: every annotation needs an ``area`` (not in a CrowdPose file); ``box``: a ``bbox``.
         report: counts the persons COCO's metric ignores that were dropped for unusable values.
+        joints: the schema's joint names, which a category's ``keypoints`` names must be (None: not checked).
 
     Returns:
         COCO: the indexed ground truth.
@@ -223,14 +227,15 @@ def load_coco(path: str | Path, num_joints: int = COCO17.num_joints, area: Area 
     Raises:
         DataError: when the file is missing, not JSON, or has an annotation the metric cannot score right.
     """
-    return _coco_from_dataset(_check_gt(read_json(path, "annotation"), str(path), num_joints, area, report))
+    return _coco_from_dataset(_check_gt(read_json(path, "annotation"), str(path), num_joints, area, report, joints))
 
 
-def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area, report: SkipReport | None) -> COCO:
+def _as_coco(gt: str | Path | COCO, num_joints: int, area: Area, report: SkipReport | None,
+             joints: Sequence[str] | None) -> COCO:
     if isinstance(gt, COCO):
-        dataset = _check_gt(gt.dataset, "ground truth", num_joints, area, report)
+        dataset = _check_gt(gt.dataset, "ground truth", num_joints, area, report, joints)
         return gt if dataset is gt.dataset else _coco_from_dataset(dataset)
-    return load_coco(gt, num_joints, area, report)
+    return load_coco(gt, num_joints, area, report, joints)
 
 
 def _with_box_area(coco_gt: COCO) -> COCO:
@@ -379,6 +384,7 @@ def evaluate_keypoints(
     sigmas: Sequence[float] = COCO17.sigmas,
     area: Area = "file",
     report: SkipReport | None = None,
+    joints: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Compute COCO keypoint AP/AR with pycocotools after checking both inputs, or CrowdPose's metric for
     a CrowdPose file (one whose images carry a ``crowdIndex``).
@@ -398,6 +404,7 @@ def evaluate_keypoints(
         area: the OKS scale (and area range) of a ground-truth person: ``file``, its ``area``; ``box``,
             0.53 x its box, for files without ``area``. A CrowdPose file always takes the box.
         report: counts the ignored ground-truth persons dropped for unusable values (see :func:`load_coco`).
+        joints: the schema's joint names, checked against the file's category (see :func:`load_coco`).
 
     Returns:
         dict[str, float]: ``{name: value}`` for every name of ``STAT_NAMES`` (``CROWD_STAT_NAMES`` for a
@@ -408,7 +415,7 @@ def evaluate_keypoints(
         DataError: on an invalid ground-truth or results file or record.
         ValueError: when ``img_ids`` is empty or names images absent from the ground truth.
     """
-    coco_gt = _as_coco(gt, len(sigmas), area, report)
+    coco_gt = _as_coco(gt, len(sigmas), area, report, joints)
     index = _crowd_index(coco_gt.dataset, "ground truth")
     dets = load_results(results, coco_gt, len(sigmas))
     ids = _check_img_ids(img_ids, coco_gt) if img_ids is not None else None

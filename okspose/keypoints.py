@@ -7,12 +7,13 @@ are matched across schemas by name (``head_top`` everywhere: :func:`okspose.data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from okspose.errors import ConfigError
+from okspose.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,49 @@ def get_schema(name: str) -> KeypointSchema:
     except KeyError:
         raise ConfigError(f"unknown keypoint schema {name!r}; choose from {sorted(SCHEMAS)} "
                           "or 'custom' with data.custom_schema") from None
+
+
+# Other spellings of one joint across the datasets' files (CrowdPose writes "top_head")
+_JOINT_ALIASES = {"top_head": "head_top"}
+
+
+def joint_key(name: str) -> str:
+    """A joint name as files are compared by: lower case, words joined by "_" (AIC's "Head top" is
+    ``head_top``), with the known aliases."""
+    key = "_".join(name.lower().replace("-", " ").split())
+    return _JOINT_ALIASES.get(key, key)
+
+
+def check_category_joints(categories: Sequence[Any], joints: Sequence[str], source: str) -> None:
+    """Stop when a category of a COCO-format file names its keypoints otherwise than ``joints``, the
+    schema they are read as: a PoseTrack18 file's head_bottom and head_top in COCO's eye slots would
+    otherwise be trained and scored as eyes, with the eyes' sigmas. A category without names passes.
+
+    Raises:
+        DataError: naming the file, the category and the slots that differ, with the built-in schema the
+            file's names are, if one is.
+    """
+    want = [joint_key(j) for j in joints]
+    for cat in categories:
+        names = cat.get("keypoints") if isinstance(cat, dict) else None
+        if names is None:
+            continue
+        where = f"{source}: category {cat.get('id')!r}"
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(f"{where}: 'keypoints' must be a list of joint names, got {str(names)[:80]}")
+        got = [joint_key(n) for n in names]
+        if got == want:
+            continue
+        same = [s.name for s in SCHEMAS.values() if [joint_key(j) for j in s.joints] == got]
+        if len(got) != len(want):
+            diff = f"{len(got)} joints where the schema read has {len(want)}"
+        elif sorted(got) == sorted(want):
+            diff = "the schema's joints in another order"
+        else:
+            slots = [f"{i}: {n!r} (schema: {joints[i]!r})" for i, n in enumerate(names) if joint_key(n) != want[i]]
+            diff = "slot " + ", ".join(slots[:4]) + (f" and {len(slots) - 4} more" if len(slots) > 4 else "")
+        hint = f"; they are the {same[0]} schema's (--schema {same[0]}, data.schema={same[0]})" if same else ""
+        raise DataError(f"{where} names its keypoints otherwise than the schema read: {diff}{hint}")
 
 
 _CUSTOM_KEYS = {"name", "joints", "flip_pairs", "skeleton", "sigmas", "upper_body"}

@@ -180,6 +180,17 @@ def _check_rows(name: str, arr: np.ndarray | None, n: int, width: int | None) ->
     return arr
 
 
+def _visible_joints(kpts: np.ndarray, kpt_thr: float) -> np.ndarray:
+    return (kpts[..., 2] >= kpt_thr) & np.isfinite(kpts[..., :2]).all(axis=-1)
+
+
+def shown_persons(keypoints: np.ndarray, scores: np.ndarray | None, kpt_thr: float, instance_thr: float) -> np.ndarray:
+    """[N] bool: the persons :func:`draw_poses` draws, those scoring at least ``instance_thr`` with a joint
+    scoring at least ``kpt_thr`` (``keypoints`` [N, K, 3])."""
+    shown = _visible_joints(keypoints, kpt_thr).any(axis=1)
+    return shown if scores is None else shown & (np.asarray(scores) >= instance_thr)
+
+
 def draw_poses(
     image: np.ndarray,
     keypoints: np.ndarray,
@@ -205,10 +216,8 @@ def draw_poses(
     scores = _check_rows("scores", scores, n, None)
     track_ids = _check_rows("track_ids", track_ids, n, None)
     thickness, radius, font_scale = _style(canvas.shape)
-    visible = (kpts[..., 2] >= kpt_thr) & np.isfinite(kpts[..., :2]).all(axis=-1)
-    shown = visible.any(axis=1)
-    if scores is not None:
-        shown &= scores >= instance_thr
+    visible = _visible_joints(kpts, kpt_thr)
+    shown = shown_persons(kpts, scores, kpt_thr, instance_thr)
     kpts, visible = kpts[shown], visible[shown]
     boxes, scores, track_ids = (None if a is None else a[shown] for a in (boxes, scores, track_ids))
     canvas = _draw_limbs(canvas, kpts, visible, schema, thickness)

@@ -90,7 +90,7 @@ def _write(tmp_path: Path, records: list) -> Path:
     (lambda r: r["keypoint_annotations"]["human2"].pop(), "human2: malformed keypoints (need 42 numbers)"),
     (lambda r: r["human_annotations"]["human2"].__setitem__(2, 500), "human2: box [541, 131, 500, 599] has x2 < x1"),
     (lambda r: r["keypoint_annotations"]["human2"].__setitem__(2, 4), "human2: visibility of joint(s) [0] is not"),
-    (lambda r: r["keypoint_annotations"]["human2"].__setitem__(0, 901), "keypoint(s) [0] outside the 900x600 image"),
+    (lambda r: r["keypoint_annotations"]["human2"].__setitem__(0, 1801), "keypoint(s) [0] outside the 900x600 image"),
 ])
 def test_bad_records_stop_with_the_file_and_record_or_are_skipped(tmp_path: Path, edit, message: str) -> None:
     if not ORIGINAL.is_file():
@@ -105,7 +105,7 @@ def test_bad_records_stop_with_the_file_and_record_or_are_skipped(tmp_path: Path
     assert len(kept) == 8 and report.total == 1
 
 
-def test_without_images_sizes_come_from_the_labels_and_negative_coordinates_fail(tmp_path: Path) -> None:
+def test_without_images_sizes_come_from_the_labels_and_far_negative_coordinates_fail(tmp_path: Path) -> None:
     if not ORIGINAL.is_file():
         pytest.skip(f"{ORIGINAL} not found")
     records = json.loads(ORIGINAL.read_text())
@@ -113,7 +113,7 @@ def test_without_images_sizes_come_from_the_labels_and_negative_coordinates_fail
     first = data["images"][0]
     assert first["size_from_labels"] and (first["width"], first["height"]) == (870, 599)
     bad = copy.deepcopy(records)
-    bad[0]["keypoint_annotations"]["human1"][0] = -5
+    bad[0]["keypoint_annotations"]["human1"][0] = -871  # farther left than the picture is wide
     data = read_aic(_write(tmp_path, bad))
     with pytest.raises(DataError, match=r"annotation 1 \(image 1\): keypoint\(s\) \[0\] outside"):
         records_from_coco(data, "aic.json", tmp_path, AIC14)

@@ -68,7 +68,7 @@ def _corrupt(data: dict, how: str) -> tuple[dict, int]:
         ann["bbox"][2] = 0
     elif how == "outside the":
         j = next(j for j in range(17) if ann["keypoints"][3 * j + 2] > 0)
-        ann["keypoints"][3 * j] = -50
+        ann["keypoints"][3 * j] = -5000  # farther out than the picture's own size: no position in it
     elif how == "malformed keypoints":
         ann["keypoints"] = ann["keypoints"][:-3]
     elif how == "malformed bbox":

@@ -240,3 +240,22 @@ def test_pictures_whose_names_collide_are_all_written(checkpoint, tmp_path, caps
     assert predict(checkpoint, out, "--whole-image", *map(str, files)) == 0
     assert sorted(p.name for p in (out / "vis").iterdir()) == ["1.jpg", "1_2.jpg", "1_3.jpg"]
     assert "3 pictures" in capsys.readouterr().out
+
+
+def test_counts_read_right_and_pictures_left_empty_by_the_thresholds_are_named(tmp_path, capsys):
+    """Issue 23 item 9: "1 picture", not "1 pictures"; a network whose every joint scores 0 (all weights 0)
+    leaves the picture empty under the default drawing thresholds, and the run says which settings to lower."""
+    if not DETECTIONS.is_file():
+        pytest.skip(f"sample images not found at {SAMPLES}")
+    model = build_model(load_config(CONFIG, OVERRIDES))
+    blank = save_checkpoint({"model": {k: torch.zeros_like(v) for k, v in model.state_dict().items()}},
+                            tmp_path / "blank.pth")
+    picture = str(SAMPLES / IMAGES[0])
+    assert predict(blank, tmp_path / "out", "--whole-image", picture) == 0
+    out = capsys.readouterr().out
+    assert "posed 1 image: 1 person\n" in out and "1 picture in" in out, out
+    assert "note: no person is drawn in 1 picture where persons were found" in out, out
+    assert "test.vis_kpt_thr=0.3" in out, out
+    assert main(["predict", str(CONFIG), "--checkpoint", str(blank), "--out", str(tmp_path / "all"), "--whole-image",
+                 picture, *OVERRIDES, "test.vis_kpt_thr=0", "test.vis_instance_thr=0"]) == 0
+    assert "note:" not in capsys.readouterr().out

@@ -14,8 +14,9 @@ from okspose.keypoints import get_schema
 
 def run(args: argparse.Namespace) -> int:
     report = SkipReport()
-    stats = evaluate_keypoints(args.gt, args.results, sigmas=get_schema(args.schema).sigmas, area=args.area,
-                               report=report)
+    schema = get_schema(args.schema)
+    stats = evaluate_keypoints(args.gt, args.results, sigmas=schema.sigmas, area=args.area, report=report,
+                               joints=schema.joints)
     if report.total:
         print(f"{args.gt}: {report.summary()}", file=sys.stderr)
     print(json.dumps(stats) if args.json else format_stats(stats))

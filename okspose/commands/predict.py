@@ -29,7 +29,7 @@ from okspose.fileio import check_writable, folder_lock, save_image
 from okspose.inference.boxes import CHUNK_IMAGES, file_detections
 from okspose.inference.estimator import PoseEstimator, chunks
 from okspose.inference.instances import Detections
-from okspose.inference.predictions import Picture, Posed, coco_predictions, number_frames, write_predictions
+from okspose.inference.predictions import Picture, Posed, coco_predictions, number_frames, summary, write_predictions
 from okspose.progress import progress as progress_bar
 from okspose.run_config import command_config
 
@@ -144,11 +144,7 @@ def run(args: argparse.Namespace) -> int:
         cleanup(info)
     if done is not None:
         posed, report, pictures = done
+        lines = summary(posed, len(results), len(pictures), paths, out / "vis")
         report = SkipReport.merged([report, det_report])
-        frames = sum(p.frame >= 0 for p, _ in posed)
-        print(f"posed {len(posed) - frames} images" + (f" and {frames} video frames" if frames else "")
-              + f": {len(results)} persons")
-        if report.total:
-            print(report.summary())
-        print(f"wrote {paths[0]}, {paths[1]}" + (f", {len(pictures)} pictures in {out / 'vis'}" if pictures else ""))
+        print("\n".join(lines[:1] + ([report.summary()] if report.total else []) + lines[1:]))
     return 0

@@ -9,7 +9,7 @@ COCO-17 by joint name is :mod:`okspose.data.remap`'s job.
 
 The original layout carries no image sizes. They are read from the image headers when ``image_dir``
 holds the images; otherwise the image record gets width/height = the extent of its labels and
-``"size_from_labels": true`` — then "outside the image" can only mean a negative coordinate.
+``"size_from_labels": true`` — then "outside the image" can only mean a coordinate below minus that size.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """COCO-format person keypoint data: validated person records, annotation files and pictures.
 
-Bad input (a missing or undecodable image, a malformed record, a zero-area box, keypoints outside
-the image) either stops with a :class:`DataError` that names the file and the record, or, with
-``on_error="skip"``, is counted in a :class:`SkipReport`. Annotation problems are found when the
+Bad input (a missing or undecodable image, a malformed record, a zero-area box, keypoints farther
+outside the image than its own size) either stops with a :class:`DataError` that names the file and the
+record, or, with ``on_error="skip"``, is counted in a :class:`SkipReport`; keypoint names other than the
+schema's stop the file. Annotation problems are found when the
 records are built, so a long epoch never dies half-way on them. A person with no labeled keypoint is
 dropped before any check but its keypoints list's form, as COCO's metric and training ignore it.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from okspose.errors import DataError
 from okspose.fileio import read_json
-from okspose.keypoints import KeypointSchema
+from okspose.keypoints import KeypointSchema, check_category_joints
 
 OnError = Literal["raise", "skip"]
 
@@ -123,10 +124,14 @@ def _check_annotation(ann: dict, image: dict, kp: np.ndarray) -> np.ndarray:
     x1, y1 = min(box[0] + box[2], w), min(box[1] + box[3], h)
     if not (x1 > x0 and y1 > y0):
         raise ValueError(f"zero-area box {box}")
+    # A joint a little beyond the picture's edge is a real label (PoseTrack18 marks heads the frame cuts,
+    # at y = -24.9); training's codec leaves joints outside the crop out of the loss. One more than the
+    # picture's own size away is no position in it but a mix-up of units or fields.
     labeled = kp[:, 2] > 0
-    outside = labeled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))
-    if outside.any():
-        raise ValueError(f"keypoint(s) {np.flatnonzero(outside).tolist()} outside the {w}x{h} image")
+    far = labeled & ((kp[:, 0] < -w) | (kp[:, 0] > 2 * w) | (kp[:, 1] < -h) | (kp[:, 1] > 2 * h))
+    if far.any():
+        raise ValueError(f"keypoint(s) {np.flatnonzero(far).tolist()} outside the {w}x{h} image by more than "
+                         "its own size")
     return np.array([x0, y0, x1 - x0, y1 - y0])
 
 
@@ -154,6 +159,7 @@ def records_from_coco(
 ) -> PersonRecords:
     """:func:`load_person_records` on an already parsed COCO dict; ``ann_file`` names it in messages."""
     report = report if report is not None else SkipReport()
+    check_category_joints(data.get("categories") or [], schema.joints, str(ann_file))
     image_dir = Path(image_dir)
     images = {}
     for img in data["images"]:

@@ -36,7 +36,7 @@ from okspose.inference.poser import Poser
 from okspose.inference.tracking import Smoothing, Tracker
 from okspose.keypoints import KeypointSchema
 from okspose.run_config import command_config
-from okspose.visualize import draw_poses
+from okspose.visualize import draw_poses, shown_persons
 
 Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # RGB picture -> (boxes xyxy [N, 4], scores [N])
 Image = str | os.PathLike | np.ndarray
@@ -67,6 +67,11 @@ class PoseResult:
     def keypoints_with_scores(self) -> np.ndarray:
         """float [N, K, 3] (x, y, joint score): the layout of COCO results and of the drawing."""
         return np.concatenate([self.keypoints, self.keypoint_scores[..., None]], axis=-1)
+
+    @property
+    def drawn(self) -> np.ndarray:
+        """bool [N]: the persons :meth:`draw` shows (``draw_thresholds``; the others stay in the results)."""
+        return shown_persons(self.keypoints_with_scores, self.scores, *self.draw_thresholds)
 
     @property
     def boxes_xywh(self) -> np.ndarray:

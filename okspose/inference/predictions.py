@@ -98,3 +98,24 @@ def write_predictions(predictions: dict, results: list[dict], out_dir: Path) -> 
         save_json(results, kept / "results.json")
         raise OksposeError(f"cannot write into {out_dir} ({err.strerror or err}): this run's predictions.json and "
                            f"results.json are kept in {kept}") from None
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 picture``, ``2 pictures``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def summary(posed: Sequence[Posed], persons: int, pictures: int, paths: tuple[Path, Path], vis: Path) -> list[str]:
+    """``predict``'s closing lines: what was posed and written, and a note where the drawing thresholds
+    leave pictures empty although persons were found there (the note names the setting to lower)."""
+    frames = sum(p.frame >= 0 for p, _ in posed)
+    lines = [f"posed {counted(len(posed) - frames, 'image')}" + (f" and {counted(frames, 'video frame')}"
+             if frames else "") + f": {counted(persons, 'person')}"]
+    lines.append(f"wrote {paths[0]}, {paths[1]}" + (f", {counted(pictures, 'picture')} in {vis}" if pictures else ""))
+    hidden = [r for _, r in posed if len(r) and not r.drawn.any()]
+    if pictures and hidden:
+        joint, instance = hidden[0].draw_thresholds
+        lines.append(f"note: no person is drawn in {counted(len(hidden), 'picture')} where persons were found: "
+                     f"each scores under test.vis_instance_thr={instance:g} or has no joint over "
+                     f"test.vis_kpt_thr={joint:g} (lower them to draw more; the JSON files hold every person)")
+    return lines

@@ -87,7 +87,7 @@ def val_ground_truth(cfg: Config, schema: KeypointSchema) -> COCO:
     that would give a wrong number, or lacks what ``test.metric_area`` needs, stops before any posing);
     the ignored persons it drops are counted on stderr."""
     report = SkipReport()
-    gt = load_coco(cfg.data_path("val_ann"), schema.num_joints, cfg.test.metric_area, report)
+    gt = load_coco(cfg.data_path("val_ann"), schema.num_joints, cfg.test.metric_area, report, schema.joints)
     if report.total:
         print(f"{cfg.data_path('val_ann')}: {report.summary()}", file=sys.stderr)
     return gt
