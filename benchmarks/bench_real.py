@@ -15,7 +15,7 @@ Everything runs in fp32 (train.amp=none, test.amp=none, test.engine=torch), so t
 the CPU's bf16.
 
     python benchmarks/bench_real.py --rows hg_scratch,movenet [--seeds 0,1,2] [--epochs 30] [--out DIR]
-    python benchmarks/bench_real.py --select bb_imagenet --epochs 40
+    python benchmarks/bench_real.py --select bb_imagenet --epochs 40 [train.lr=5e-4 ...]
     python benchmarks/bench_real.py --table [--out DIR]
     python benchmarks/bench_real.py --quick --rows hg_scratch --seeds 0 --epochs 1   # end to end in a minute
 """
@@ -134,17 +134,20 @@ def split_train(out: Path) -> tuple[Path, Path]:
 
 
 def select(out: Path, row: str, args: argparse.Namespace, extra: list[str]) -> None:
-    """Train ``row`` on the fit part of the training persons and print its held-out AP (GT boxes)."""
+    """Train ``row`` with ``args.settings`` (config overrides, after the row's own) on the fit part of the
+    training persons and print its held-out AP (GT boxes)."""
     fit, holdout = split_train(out)
-    cfg = real_config(out, f"select_{row}", args.epochs, [*extra, *ROWS[row].overrides,
-                                                          f"train.eval_every={args.select_every}"], fit, holdout)
+    name = "_".join([f"select_{row}", *(s.replace("=", "-") for s in args.settings)])
+    cfg = real_config(out, name, args.epochs, [*extra, *ROWS[row].overrides, *args.settings,
+                                               f"train.eval_every={args.select_every}"], fit, holdout)
     if ROWS[row].synthetic_pretrain:
         cfg.train.init_weights = str(synthetic_pretrain(out, 0, args.pretrain_epochs, args.synthetic_images, extra))
     print(f"select {row}: {len(build_records(cfg, 'train'))} fit persons, {len(build_records(cfg, 'val'))} held out")
     train(cfg, device="cpu")
     for r in csv.DictReader((Path(cfg.train.output_dir) / "log.csv").open()):
         if r.get("AP"):
-            print(f"select {row}: epoch {r['epoch']}: held-out AP {100 * float(r['AP']):.1f}", flush=True)
+            print(f"select {row} {' '.join(args.settings)}: epoch {r['epoch']}: held-out AP "
+                  f"{100 * float(r['AP']):.1f}", flush=True)
 
 
 def cell(values: list[float]) -> str:
@@ -180,6 +183,8 @@ def main() -> None:
     parser.add_argument("--select", choices=list(ROWS), help="train on 80%% of the training pictures, print "
                                                                 "the AP on the rest")
     parser.add_argument("--select-every", type=int, default=5, help="--select: epochs between held-out scores")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help="--select: settings to try (config overrides, e.g. train.lr=5e-4)")
     parser.add_argument("--table", action="store_true", help="print the table of the results in OUT")
     parser.add_argument("--out", type=Path, default=Path("work/bench_real"))
     parser.add_argument("--quick", action="store_true",
