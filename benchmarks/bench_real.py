@@ -169,7 +169,8 @@ def table(out: Path) -> str:
     lines = ["| network | seeds | GT boxes AP | AP50 | AP75 | YOLOX-nano boxes AP | AP50 | AP75 | train min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row, spec in ROWS.items():
-        runs = [read_json(p, "result") for p in sorted((out / "results").glob(f"{row}_s*.json"))]
+        runs = [read_json(p, "result") for p in sorted((out / "results").glob(f"{row}_s*.json"))
+                if p.stem[len(row) + 2:].isdigit()]  # bb_imagenet_s0, not bb_imagenet_selected_s0
         if not runs:
             continue
         cells = [cell([r[boxes][k] for r in runs]) for boxes in ("gt", "yolox") for k in ("AP", "AP50", "AP75")]
